@@ -1,0 +1,44 @@
+"""The local backend: every job's stages on this machine, one job after another."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from runner import report
+from runner.pipeline import StageFailed, run_stages
+from runner.plan import Job
+from runner.runfolder import RunFolder, new_run_id
+
+
+def run_jobs(jobs: list[Job]) -> int:
+    """Run every job; a failed job does not stop the sweep. Exit code 1 if any failed."""
+    rows, failed = [], 0
+    for index, job in enumerate(jobs, start=1):
+        run_id = new_run_id(job.choices, job.config.get("run_name"))
+        job = job.for_run(run_id)
+        folder = RunFolder.create(job)
+        label = " ".join(job.overrides) or "(defaults)"
+        print(f"[{index}/{len(jobs)}] run {run_id}  {label}\n  {job.compute.describe()}", file=sys.stderr)
+        started = time.monotonic()
+        state = "succeeded"
+        try:
+            run_stages(folder)
+        except StageFailed as e:
+            failed += 1
+            state = f"failed ({e.stage})"
+            print(f"error: stage '{e.stage}' failed (exit {e.returncode}); last lines of {e.log}:", file=sys.stderr)
+            print("\n".join("    " + line for line in e.tail), file=sys.stderr)
+        elapsed = time.monotonic() - started
+        metrics = folder.metrics()
+        print(report.run_summary(folder.path, state, elapsed, metrics, adapter=bool(job.config.get("adapter"))))
+        rows.append({
+            "job": index, "overrides": label, "status": state,
+            "loss": (metrics.get("train_loss") or {}).get("last"),
+            "eval": report.loss_line(metrics, "eval_loss") or "-",
+            "gpu_hours": elapsed / 3600 * job.compute.processes if job.compute.gpu_string else None,
+            "cost": None,
+        })
+    if len(jobs) > 1:
+        print("\n" + report.sweep_table(rows))
+    return 1 if failed else 0

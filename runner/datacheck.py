@@ -1,0 +1,64 @@
+"""Check a dataset file line by line before anything runs, and fingerprint it for provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import UserError
+
+# Fields each `dataset` group format needs on every JSONL line.
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "sqlqa": ("question", "context", "answer"),
+    "alpaca": ("instruction", "output"),
+    "chat_template": ("messages",),
+    "completion": ("text",),
+}
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: str
+    records: int
+    sha256: str
+
+
+def check_data_file(path: str | Path, data_format: str) -> DataFile:
+    """Every line is a JSON object holding the format's fields; returns the record count and sha256."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"dataset file not found: {path}")
+    fields = REQUIRED_FIELDS.get(data_format)
+    if fields is None:
+        raise UserError(f"dataset.format '{data_format}' is not one of {', '.join(REQUIRED_FIELDS)}")
+    digest = hashlib.sha256()
+    records = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            digest.update(raw)
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise UserError(f"{path}:{number}: not valid JSON ({getattr(e, 'msg', e)})") from None
+            _check_record(record, fields, data_format, f"{path}:{number}")
+            records += 1
+    if records == 0:
+        raise UserError(f"dataset file is empty: {path}")
+    return DataFile(path=str(path), records=records, sha256=digest.hexdigest())
+
+
+def _check_record(record: Any, fields: tuple[str, ...], data_format: str, where: str) -> None:
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for field in fields:
+        if field not in record or record[field] is None:
+            raise UserError(f"{where}: missing field '{field}' needed by dataset={data_format}")
+    if data_format == "chat_template":
+        messages = record["messages"]
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
+            raise UserError(f"{where}: 'messages' must be a list of {{\"role\", \"content\"}} objects")

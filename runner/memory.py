@@ -1,0 +1,111 @@
+"""A rough per-GPU memory model: enough to reject runs that cannot fit and to decide when activation
+checkpointing is needed. It errs slightly high; real use also depends on kernels and fragmentation.
+
+Per GPU: base weights at load precision + trainable state (weights, gradients, Adam moments) +
+activations kept for the backward pass + logits + a fixed CUDA overhead, with DeepSpeed ZeRO dividing
+the sharded parts by the GPU count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+GIB = 1024**3
+CUDA_OVERHEAD_GIB = 1.5      # context, cuBLAS workspaces, allocator slack
+FRAGMENTATION = 1.10
+# Bytes of activations saved per token per layer in 16-bit without checkpointing (attention scores
+# not materialised, as with flash/SDPA kernels): ~34·d, after Korthikanti et al. 2022.
+ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH = 34
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: float
+    trainable_state: float
+    activations: float
+    logits: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return (self.weights + self.trainable_state + self.activations + self.logits) * FRAGMENTATION + self.overhead
+
+    def breakdown(self) -> str:
+        return (f"weights {self.weights:.1f} + optimizer/adapter {self.trainable_state:.1f} + activations "
+                f"{self.activations:.1f} + logits {self.logits:.1f} GiB")
+
+
+def lora_params(spec: dict[str, Any], r: int) -> float:
+    """Adapter parameters for LoRA on every linear layer of the blocks."""
+    d, ff, layers = spec["hidden_size"], spec["intermediate_size"], spec["num_layers"]
+    kv_width = d * spec["num_kv_heads"] // spec["num_heads"]
+    experts = spec.get("num_experts", 1)
+    attention = (d + d) + 2 * (d + kv_width) + (d + d)
+    mlp = 3 * (d + ff) * experts
+    return r * layers * (attention + mlp)
+
+
+def zero_stage(deepspeed: Any) -> tuple[int, bool]:
+    """(ZeRO stage, offloaded) of an inline DeepSpeed config; (0, False) without DeepSpeed."""
+    if not isinstance(deepspeed, dict):
+        return (0, False)
+    zero = deepspeed.get("zero_optimization", {}) or {}
+    offload = (zero.get("offload_param") or zero.get("offload_optimizer") or {}).get("device", "none") == "cpu"
+    return (int(zero.get("stage", 0)), offload)
+
+
+def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None) -> MemoryEstimate:
+    spec, gpu = config["model_spec"], config["gpu"]
+    params = spec["params_b"] * 1e9
+    on_cpu = gpu.get("modal") is None and not gpu.get("bf16")
+    n = int(gpu["count"])
+    stage, offload = zero_stage(config.get("deepspeed"))
+    shard = n if stage else 1
+
+    if config.get("load_in_4bit"):
+        # NF4 plus quantisation constants; embeddings and the output head stay 16-bit
+        embed = 2 * spec["vocab_size"] * spec["hidden_size"]
+        weights = (params - embed) * 0.56 + embed * 2
+    elif config.get("load_in_8bit"):
+        weights = params * 1.1
+    else:
+        weights = params * (4 if on_cpu else 2)
+
+    if config.get("adapter"):
+        trainable = lora_params(spec, int(config.get("lora_r") or 16)) * 16  # fp32 weight, grad, Adam m, v
+        if stage >= 3:
+            weights /= shard
+    else:
+        # full fine-tune in mixed precision: 16-bit grads, fp32 master weights and Adam m, v
+        grads, optimizer = params * 2, params * 12
+        if stage >= 1:
+            optimizer = 0 if offload else optimizer / shard
+        if stage >= 2:
+            grads /= shard
+        if stage >= 3:
+            weights = 0 if offload else weights / shard
+        trainable = grads + optimizer
+
+    tokens = int(config.get("micro_batch_size") or 1) * int(config.get("sequence_len") or 512)
+    d, layers = spec["hidden_size"], spec["num_layers"]
+    checkpointing = config.get("gradient_checkpointing") if gradient_checkpointing is None else gradient_checkpointing
+    if checkpointing is True:
+        # layer inputs kept, one layer's internals recomputed at a time
+        activations = tokens * d * 2 * layers + tokens * d * ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH
+    else:
+        activations = tokens * d * ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH * layers
+    fused_ce = bool(config.get("liger_fused_linear_cross_entropy") or config.get("cut_cross_entropy"))
+    logits = 0 if fused_ce else tokens * spec["vocab_size"] * 4 * 2  # fp32 logits and their gradient
+
+    return MemoryEstimate(
+        weights=weights / GIB,
+        trainable_state=trainable / GIB,
+        activations=activations / GIB,
+        logits=logits / GIB,
+        overhead=0.0 if on_cpu else CUDA_OVERHEAD_GIB,
+    )
+
+
+def fits(config: dict[str, Any], gradient_checkpointing: bool | None = None) -> bool:
+    return estimate(config, gradient_checkpointing).total <= config["gpu"]["memory_gib"]

@@ -1,0 +1,69 @@
+"""Run a run folder's stages in order: prepare → preprocess → train → merge → eval.
+
+Backend-agnostic: the local backend calls run_stages() on this machine; the Modal backend calls
+run_stage() inside each stage's Modal function, over the same run folder on a Volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from runner.records import write_json
+from runner.runfolder import RunFolder
+from runner.settings import STAGES
+from runner.stages import axolotl_stages, evaluate, prepare, stage_env
+from runner.stages.logged import run_logged
+
+Command = Callable[[Path, dict[str, Any]], "list[str] | None"]
+
+COMMANDS: dict[str, Command] = {
+    "prepare": prepare.command,
+    "preprocess": axolotl_stages.preprocess_command,
+    "train": axolotl_stages.train_command,
+    "merge": axolotl_stages.merge_command,
+    "eval": evaluate.command,
+}
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, returncode: int, tail: list[str], log: Path):
+        self.stage, self.returncode, self.tail, self.log = stage, returncode, tail, log
+        super().__init__(f"stage '{stage}' failed (exit {returncode}); log: {log}")
+
+
+@dataclass
+class StageResult:
+    stage: str
+    state: str   # succeeded | skipped
+
+
+def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = None) -> StageResult:
+    config = config or folder.composed()
+    if not config.get("stages", {}).get(stage, True):
+        folder.set_stage(stage, "skipped", reason="turned off (stages." + stage + "=false)")
+        return StageResult(stage, "skipped")
+    cmd = COMMANDS[stage](folder.path, config)
+    if cmd is None:
+        folder.set_stage(stage, "skipped", reason="nothing to do for this config")
+        return StageResult(stage, "skipped")
+    folder.set_stage(stage, "running")
+    env = stage_env(config, offline=stage != "prepare" or config["model_spec"].get("build") == "tiny")
+    output = run_logged(cmd, folder.log_file(stage), stage, env=env, cwd=folder.path)
+    if stage == "train" and output.records:
+        write_json(folder.path / "logs" / "train_history.json", output.records)
+        folder.update_metrics(**axolotl_stages.train_metrics(output.records))
+    if output.returncode != 0:
+        folder.set_stage(stage, "failed", returncode=output.returncode)
+        folder.set_state("failed", failed_stage=stage)
+        raise StageFailed(stage, output.returncode, output.tail, folder.log_file(stage))
+    folder.set_stage(stage, "succeeded")
+    return StageResult(stage, "succeeded")
+
+
+def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES) -> None:
+    config = folder.composed()
+    for stage in stages:
+        run_stage(folder, stage, config)
+    folder.set_state("succeeded")

@@ -1,0 +1,65 @@
+"""Overrides → validated jobs. Everything that can be wrong with the input is found here, before a
+run folder exists or anything is dispatched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner import validate
+from runner.compose import DRY_RUN_ID, ComposedJob, compose_job, expand_overrides
+from runner.compute import ComputeSpec, compute_spec
+from runner.datacheck import DataFile, check_data_file
+from runner.settings import split_config
+
+
+@dataclass
+class Job:
+    composed: ComposedJob
+    config: dict[str, Any] = field(repr=False)      # resolved: runner keys + axolotl keys
+    compute: ComputeSpec
+    data: dict[str, DataFile]                      # "train" and, when there is one, "test"
+
+    @property
+    def overrides(self) -> list[str]:
+        return self.composed.overrides
+
+    @property
+    def choices(self) -> dict[str, str | None]:
+        return self.composed.choices
+
+    @property
+    def axolotl_config(self) -> dict[str, Any]:
+        return split_config(self.config)[1]
+
+    def for_run(self, run_id: str) -> Job:
+        """The same job with its paths resolved for a real run id."""
+        config = self.composed.resolve(run_id)
+        validate.resolve_gradient_checkpointing(config)
+        return Job(self.composed, config, self.compute, self.data)
+
+
+def plan_job(overrides: list[str]) -> Job:
+    composed = compose_job(overrides)
+    config = composed.resolve(DRY_RUN_ID)
+    choices = composed.choices
+    validate.check_axolotl_keys(split_config(config)[1])
+    validate.check_combination(config, choices)
+    validate.resolve_gradient_checkpointing(config)
+    validate.check_memory(config, choices)
+    data = {"train": check_data_file(config["dataset"]["path"], config["dataset"]["format"])}
+    if config["dataset"].get("test_path"):
+        data["test"] = check_data_file(config["dataset"]["test_path"], config["dataset"]["format"])
+    avg_chars = _average_record_chars(data["train"])
+    return Job(composed, config, compute_spec(config, data["train"].records, avg_chars), data)
+
+
+def _average_record_chars(data: DataFile) -> float:
+    import os
+
+    return os.path.getsize(data.path) / max(data.records, 1)
+
+
+def plan_jobs(overrides: list[str], multirun: bool) -> list[Job]:
+    """Every job of a run or sweep, all validated before any is started."""
+    return [plan_job(job_overrides) for job_overrides in expand_overrides(overrides, multirun)]

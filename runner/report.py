@@ -1,0 +1,65 @@
+"""What the user reads: the dry-run listing, a run's summary, a sweep's table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.plan import Job
+
+
+def dry_run_text(job: Job, index: int, total: int) -> str:
+    choices = " ".join(f"{g}={c}" for g, c in job.choices.items() if c is not None)
+    header = [
+        f"# job {index}/{total}: {choices}",
+        f"# overrides: {' '.join(job.overrides) or '(none)'}",
+        f"# compute: {job.compute.describe()}",
+        f"# data: train {job.data['train'].records} records"
+        + (f", test {job.data['test'].records}" if "test" in job.data else ""),
+        "# axolotl config (written to <run_dir>/config.yml):",
+    ]
+    body = yaml.safe_dump(job.axolotl_config, sort_keys=False, allow_unicode=True, width=100)
+    return "\n".join(header) + "\n" + body
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
+def loss_line(metrics: dict[str, Any], key: str) -> str | None:
+    loss = metrics.get(key)
+    if not loss:
+        return None
+    return f"{_fmt(loss['first'])} → {_fmt(loss['last'])}"
+
+
+def run_summary(run_dir: Path, state: str, elapsed_s: float, metrics: dict[str, Any], adapter: bool) -> str:
+    lines = [f"run {run_dir.name}  {state} in {elapsed_s / 60:.1f} min"]
+    for label, key in (("train loss", "train_loss"), ("eval loss", "eval_loss")):
+        text = loss_line(metrics, key)
+        if text:
+            lines.append(f"  {label:<12}{text}")
+    for label, value in metrics.get("summary_lines", []):
+        lines.append(f"  {label:<12}{value}")
+    outputs = run_dir / "outputs"
+    if adapter and (outputs / "adapter_model.safetensors").exists():
+        lines.append(f"  {'adapter':<12}{outputs}")
+    elif not adapter and outputs.exists():
+        lines.append(f"  {'model':<12}{outputs}")
+    if (outputs / "merged").exists():
+        lines.append(f"  {'merged':<12}{outputs / 'merged'}")
+    lines.append(f"  {'records':<12}{run_dir}  (config.yml, metrics.json, logs/)")
+    return "\n".join(lines)
+
+
+def sweep_table(rows: list[dict[str, Any]]) -> str:
+    """rows: job, overrides, status, final loss, eval metric, gpu_hours, cost."""
+    headers = ["job", "overrides", "status", "train loss", "eval", "GPU-h", "cost"]
+    table = [[str(r.get("job", "")), r.get("overrides", ""), r.get("status", ""), _fmt(r.get("loss")),
+              r.get("eval", "-"), _fmt(r.get("gpu_hours"), 2), f"${r['cost']:.2f}" if r.get("cost") is not None else "-"]
+             for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [fmt.format(*row) for row in table])

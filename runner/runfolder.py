@@ -1,0 +1,130 @@
+"""One folder per run, holding everything needed to understand and reproduce it.
+
+    <runs_root>/<run_id>/
+      config.yml        the axolotl config exactly as trained
+      composed.yaml     the whole composed config (runner keys too)
+      job.json          overrides, group choices, compute spec
+      provenance.json   git commit + dirty flag, data sha256, package versions, config hash
+      status.json       per-stage state with timestamps and log paths
+      logs/<stage>.log  each stage's full output
+      outputs/          adapter and checkpoints (axolotl's output_dir); outputs/merged: merged model
+      metrics.json      final figures
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from runner import provenance
+from runner.plan import Job
+from runner.records import read_json, write_json, write_yaml
+from runner.settings import STAGES
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id(choices: dict[str, str | None], run_name: str | None = None) -> str:
+    """Sortable by creation time, readable, unique: 20261127-194501-tiny-lora-3fa2."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    parts = [stamp, choices.get("model") or "model", choices.get("adapter") or "full", secrets.token_hex(2)]
+    if run_name:
+        parts.append("".join(c if c.isalnum() or c in "-_." else "-" for c in str(run_name)))
+    return "-".join(parts)
+
+
+class RunFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yml"
+
+    @property
+    def outputs(self) -> Path:
+        return self.path / "outputs"
+
+    @property
+    def merged(self) -> Path:
+        return self.outputs / "merged"
+
+    def log_file(self, stage: str) -> Path:
+        return self.path / "logs" / f"{stage}.log"
+
+    # -- creation -------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, job: Job) -> RunFolder:
+        """Make the folder and write the job's records. `job` must be resolved for its run id."""
+        path = Path(job.config["run_dir"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()  # exclusive: two runs never share a folder
+        folder = cls(path)
+        (path / "logs").mkdir()
+        axolotl_config = job.axolotl_config
+        write_yaml(folder.config_file, axolotl_config)
+        write_yaml(path / "composed.yaml", job.config)
+        write_json(path / "job.json", {
+            "run_id": folder.run_id,
+            "created": now(),
+            "overrides": job.overrides,
+            "choices": job.choices,
+            "compute": dataclasses.asdict(job.compute),
+        })
+        data = {name: dataclasses.asdict(f) for name, f in job.data.items()}
+        write_json(path / "provenance.json", provenance.collect(axolotl_config, data))
+        enabled = job.config.get("stages", {})
+        write_json(path / "status.json", {
+            "run_id": folder.run_id,
+            "state": "pending",
+            "stages": {s: {"state": "pending" if enabled.get(s, True) else "skipped"} for s in STAGES},
+        })
+        return folder
+
+    # -- status ---------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return read_json(self.path / "status.json", {"state": "unknown", "stages": {}})
+
+    def set_stage(self, stage: str, state: str, **extra: Any) -> None:
+        status = self.status()
+        entry = status["stages"].setdefault(stage, {})
+        entry["state"] = state
+        if state == "running":
+            entry["started"] = now()
+            entry["log"] = str(self.log_file(stage).relative_to(self.path))
+            status["state"] = "running"
+        elif state in ("succeeded", "failed", "skipped"):
+            entry["ended"] = now()
+        entry.update(extra)
+        write_json(self.path / "status.json", status)
+
+    def set_state(self, state: str, **extra: Any) -> None:
+        status = self.status()
+        status["state"] = state
+        status.update(extra)
+        if state in ("succeeded", "failed"):
+            status["ended"] = now()
+        write_json(self.path / "status.json", status)
+
+    # -- metrics --------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.path / "metrics.json", {})
+
+    def update_metrics(self, **values: Any) -> None:
+        metrics = self.metrics()
+        metrics.update(values)
+        write_json(self.path / "metrics.json", metrics)
+
+    def composed(self) -> dict[str, Any]:
+        import yaml
+
+        return yaml.safe_load((self.path / "composed.yaml").read_text())

@@ -1,0 +1,33 @@
+"""The pipeline's stages, each a command over a run folder plus what to record when it ends.
+
+Backends (local, Modal) run the same stages through runner.pipeline; nothing here knows where it runs.
+Heavy work happens in the stage's own process (axolotl, or `python -m runner.stages.<name>`), so the
+CLI never imports torch, transformers or axolotl.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def stage_env(config: dict[str, Any], offline: bool = True) -> dict[str, str]:
+    """Environment for stage processes: no telemetry, the runner's model cache, unbuffered output."""
+    env = {
+        "AXOLOTL_DO_NOT_TRACK": "1",
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_CACHE": str(Path(config["cache_dir"]) / "hub"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")) if p),
+    }
+    if offline:
+        # prepare has fetched the model: later stages must not reach for the network (or stall offline)
+        env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    return env
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,46 @@
+"""The stages axolotl does itself: preprocess, train, merge. Each is one axolotl process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runner.stages import python_module
+
+
+def preprocess_command(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    return python_module("axolotl.cli.preprocess", str(run_dir / "config.yml"))
+
+
+def train_command(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    processes = int(config["gpu"]["count"])
+    config_file = str(run_dir / "config.yml")
+    if processes == 1:
+        return python_module("axolotl.cli.train", config_file)
+    # One process per GPU. Called as a module so it works without an activated virtualenv.
+    return python_module(
+        "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1", "--num_processes", str(processes),
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "axolotl.cli.train", config_file,
+    )
+
+
+def merge_command(run_dir: Path, config: dict[str, Any]) -> list[str] | None:
+    if not config.get("adapter"):
+        return None  # full fine-tune: outputs/ already holds the whole model
+    return python_module("axolotl.cli.merge_lora", str(run_dir / "config.yml"))
+
+
+def train_metrics(records: list[dict]) -> dict[str, Any]:
+    """First and last logged losses, from the trainer's metric lines."""
+    losses = [r["loss"] for r in records if isinstance(r.get("loss"), float)]
+    evals = [r["eval_loss"] for r in records if isinstance(r.get("eval_loss"), float)]
+    summary = next((r for r in records if "train_runtime" in r), {})
+    metrics: dict[str, Any] = {}
+    if losses:
+        metrics["train_loss"] = {"first": losses[0], "last": losses[-1], "logged": len(losses)}
+    if evals:
+        metrics["eval_loss"] = {"first": evals[0], "last": evals[-1], "logged": len(evals)}
+    if summary:
+        metrics["train_runtime_s"] = summary.get("train_runtime")
+        metrics["train_samples_per_second"] = summary.get("train_samples_per_second")
+    return metrics

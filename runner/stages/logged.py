@@ -1,0 +1,86 @@
+"""Run one stage command as a subprocess: every byte to the stage log, progress to the console, and the
+trainer's metric dicts (`{'loss': ...}` lines) parsed on the way."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.progress import StageProgress
+
+METRIC_DICT = re.compile(r"\{'(?:loss|eval_loss|train_runtime|train_loss)'.*?\}")
+TAIL_LINES = 25
+
+
+@dataclass
+class StageOutput:
+    returncode: int
+    records: list[dict] = field(default_factory=list)   # parsed trainer metric dicts, in order
+    tail: list[str] = field(default_factory=list)       # last lines, for the failure message
+
+
+def parse_metric_dict(text: str) -> dict | None:
+    try:
+        raw = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    values = {}
+    for key, value in raw.items():
+        try:
+            values[key] = float(value)
+        except (TypeError, ValueError):
+            values[key] = value
+    return values
+
+
+def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] | None = None,
+               cwd: str | Path | None = None) -> StageOutput:
+    progress = StageProgress(stage)
+    output = StageOutput(returncode=-1)
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        log.write(f"$ {' '.join(cmd)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})}, cwd=cwd)
+        assert process.stdout is not None
+        pending = b""
+        while True:
+            chunk = process.stdout.read1(65536) if hasattr(process.stdout, "read1") else process.stdout.read(4096)
+            if not chunk:
+                break
+            log.write(chunk)
+            log.flush()
+            pending += chunk
+            # tqdm redraws with \r; split on both so progress updates arrive as they happen
+            *lines, pending = re.split(rb"[\r\n]", pending)
+            for raw in lines:
+                _handle_line(raw.decode(errors="replace"), progress, output, tail)
+        if pending:
+            _handle_line(pending.decode(errors="replace"), progress, output, tail)
+        output.returncode = process.wait()
+    output.tail = list(tail)
+    progress.done("ok" if output.returncode == 0 else f"failed (exit {output.returncode})")
+    return output
+
+
+def _handle_line(line: str, progress: StageProgress, output: StageOutput, tail: deque[str]) -> None:
+    if not line.strip():
+        return
+    if not TQDM_ONLY.match(line):
+        tail.append(line.rstrip())
+    for match in METRIC_DICT.finditer(line):
+        values = parse_metric_dict(match.group(0))
+        if values:
+            output.records.append(values)
+            progress.record(values)
+    progress.feed(line)
+
+
+TQDM_ONLY = re.compile(r"^\s*[^|]*\d+%\|")

@@ -1,0 +1,41 @@
+"""prepare: make the base model available locally: build the tiny model or download from the hub."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from runner.stages import python_module
+
+
+def command(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    return python_module("runner.stages.prepare", str(run_dir))
+
+
+def prepare(config: dict[str, Any]) -> str:
+    base_model, spec = config["base_model"], config["model_spec"]
+    if spec.get("build") == "tiny":
+        from runner.models import tiny
+
+        path = tiny.build(Path(base_model), spec)
+        print(f"tiny model ready at {path}")
+        return str(path)
+    if Path(base_model).expanduser().is_dir():
+        print(f"base model is a local folder: {base_model}")
+        return base_model
+    from runner.models import hub
+
+    path = hub.download(base_model, config["cache_dir"])
+    print(f"{base_model} ready at {path}")
+    return str(path)
+
+
+def main(run_dir: str) -> None:
+    from runner.runfolder import RunFolder
+
+    prepare(RunFolder(Path(run_dir)).composed())
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

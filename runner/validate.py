@@ -1,0 +1,118 @@
+"""Checks that run before anything is dispatched: axolotl keys, combinations, memory fit.
+
+Every failure is a UserError with one line that names the problem. The data files are checked in
+runner/datacheck.py.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from runner import memory
+from runner.errors import UserError, did_you_mean, unknown
+
+KEYS_FILE = Path(__file__).with_name("schema") / "axolotl_keys.json"
+DATASET_LISTS = ("datasets", "test_datasets", "pretraining_dataset")
+
+
+@lru_cache(maxsize=1)
+def axolotl_keys() -> dict[str, Any]:
+    return json.loads(KEYS_FILE.read_text())
+
+
+def check_axolotl_keys(axolotl_config: dict[str, Any]) -> None:
+    """Unknown keys, which axolotl itself would drop without a word."""
+    keys = axolotl_keys()
+    top, plugin_keys = set(keys["top_level"]), keys["plugin_keys"]
+    plugins = " ".join(axolotl_config.get("plugins") or [])
+    for key in axolotl_config:
+        if key in top:
+            continue
+        if key in plugin_keys:
+            owners = plugin_keys[key]
+            if not any(f"integrations.{owner}" in plugins for owner in owners):
+                raise UserError(
+                    f"axolotl key '{key}' belongs to the {owners[0]} integration: add it to `plugins` "
+                    f"(e.g. plugins='[axolotl.integrations.{owners[0]}.…Plugin]')"
+                )
+            continue
+        raise unknown("axolotl key", key, top | set(plugin_keys))
+    entry_keys = set(keys["dataset_entry"])
+    for list_key in DATASET_LISTS:
+        entries = axolotl_config.get(list_key)
+        if not isinstance(entries, list):
+            continue
+        for i, entry in enumerate(entries):
+            for key in (entry or {}) if isinstance(entry, dict) else ():
+                if key not in entry_keys:
+                    raise UserError(f"unknown key '{key}' in {list_key}[{i}]{did_you_mean(key, entry_keys)}")
+
+
+def check_combination(config: dict[str, Any], choices: dict[str, str | None]) -> None:
+    """Settings that each look fine but cannot work together."""
+    gpu, gpu_name = config["gpu"], choices.get("gpu")
+    adapter = config.get("adapter")
+    stage, offload = memory.zero_stage(config.get("deepspeed"))
+    on_cpu = gpu.get("modal") is None
+
+    if adapter == "qlora" and not config.get("load_in_4bit"):
+        raise UserError("adapter=qlora needs load_in_4bit=true (adapter=qlora sets it; something turned it off)")
+    if config.get("load_in_4bit") and adapter != "qlora":
+        raise UserError(f"load_in_4bit=true needs adapter=qlora (got adapter={adapter or 'none'})")
+    if config.get("bf16") is True and config.get("fp16") is True:
+        raise UserError("bf16 and fp16 are both true: choose one")
+    if on_cpu:
+        if config.get("deepspeed"):
+            raise UserError(f"deepspeed={choices.get('deepspeed')} needs GPUs: gpu={gpu_name} runs on this CPU (use deepspeed=none)")
+        if config.get("load_in_4bit") or config.get("load_in_8bit"):
+            raise UserError(f"adapter={choices.get('adapter')} quantises with bitsandbytes, which needs a CUDA GPU: choose a gpu option other than cpu, or adapter=lora")
+        for key in ("bf16", "fp16", "tf32", "flash_attention", "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"):
+            if config.get(key) is True:
+                raise UserError(f"{key}=true needs a CUDA GPU: gpu={gpu_name} runs on this CPU")
+    if config.get("bf16") is True and not gpu.get("bf16"):
+        raise UserError(f"bf16=true but gpu={gpu_name} has no bf16 support: use fp16=true bf16=false")
+    if config.get("flash_attention") is True and not gpu.get("flash_attention"):
+        raise UserError(f"flash_attention=true but gpu={gpu_name} cannot run flash attention (needs Ampere or newer): use sdp_attention=true")
+    if stage in (1, 2, 3) and not offload and int(gpu["count"]) < 2:
+        raise UserError(
+            f"deepspeed={choices.get('deepspeed')} shards state across GPUs but gpu={gpu_name} has 1: "
+            f"use deepspeed=none or zero3_offload, or a multi-GPU option (e.g. {_multi_gpu_hint(gpu_name)})"
+        )
+    if adapter == "qlora" and stage == 3:
+        raise UserError(f"adapter=qlora with deepspeed={choices.get('deepspeed')} is not supported by this runner: use deepspeed=none or zero2")
+
+
+def _multi_gpu_hint(gpu_name: str | None) -> str:
+    base = (gpu_name or "h100").split("x")[0]
+    return f"{base}x2" if base in ("a100", "h100") else "h100x2"
+
+
+def check_memory(config: dict[str, Any], choices: dict[str, str | None]) -> None:
+    """Reject a model that cannot fit the chosen GPUs with the chosen adapter."""
+    est = memory.estimate(config)
+    limit = config["gpu"]["memory_gib"]
+    if est.total <= limit:
+        return
+    hint = []
+    if config.get("gradient_checkpointing") is not True:
+        with_ckpt = memory.estimate(config, gradient_checkpointing=True)
+        if with_ckpt.total <= limit:
+            hint.append("gradient_checkpointing=true")
+    if config.get("adapter") != "qlora":
+        hint.append("adapter=qlora")
+    hint.append("a larger gpu option")
+    if config.get("adapter") is None:
+        hint.append("deepspeed=zero3 with more GPUs")
+    raise UserError(
+        f"model={choices.get('model')} with adapter={choices.get('adapter')} needs ~{est.total:.0f} GiB per GPU "
+        f"but gpu={choices.get('gpu')} has {limit} GiB ({est.breakdown()}): try {', or '.join(hint)}"
+    )
+
+
+def resolve_gradient_checkpointing(config: dict[str, Any]) -> None:
+    """`gradient_checkpointing: auto` → recompute activations only when the run would not fit otherwise."""
+    if config.get("gradient_checkpointing") == "auto":
+        config["gradient_checkpointing"] = not memory.fits(config, gradient_checkpointing=False)
