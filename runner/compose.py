@@ -23,7 +23,7 @@ DRY_RUN_ID = "<run_id>"
 class ComposedJob:
     """One job of a run or sweep: its overrides, group choices and composed (unresolved) config."""
 
-    overrides: list[str]
+    overrides: list[str]           # as the user wrote them
     choices: dict[str, str | None]
     tree: Any = field(repr=False)  # omegaconf.DictConfig
 
@@ -53,15 +53,21 @@ def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
     }
 
 
-def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """Check every override and return the jobs: one list of Hydra overrides per job."""
+@dataclass(frozen=True)
+class JobOverrides:
+    hydra: list[str]      # what Hydra composes with (`key=value` sent as `++key=value`)
+    display: list[str]    # what the user wrote, one value per swept key
+
+
+def expand_overrides(overrides: list[str], multirun: bool) -> list[JobOverrides]:
+    """Check every override and return the jobs: one set of overrides per job."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ValueType
     from hydra.errors import OverrideParseException
 
     options = group_options()
     parser = OverridesParser.create()
-    axes: list[list[str]] = []
+    axes: list[list[tuple[str, str]]] = []
     for text in overrides:
         try:
             override = parser.parse_override(text)
@@ -83,22 +89,19 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
                 if value not in options[key] and value != "null":
                     raise unknown(f"{key} option", value, options[key])
             prefix = "+" if override.is_add() else ""
-            axes.append([f"{prefix}{key}={v}" for v in values])
-            continue
-        if key.split(".")[0] in options and "." not in key and override.is_delete():
-            axes.append([text])
+            axes.append([(f"{prefix}{key}={v}", f"{prefix}{key}={v}") for v in values])
             continue
         if override.is_hydra_override():
             raise UserError(f"'{text}': hydra.* settings are not used by the runner")
         # A plain `key=value` may introduce a key the config does not have yet (any axolotl key).
         element = key if override.package is None else f"{key}@{override.package}"
         if override.is_sweep_override():
-            axes.append([f"++{element}={v}" for v in override.sweep_string_iterator()])
-        elif override.is_delete():
-            axes.append([text])
+            axes.append([(f"++{element}={v}", f"{element}={v}") for v in override.sweep_string_iterator()])
+        elif override.is_delete() or override.is_add() or override.is_force_add():
+            axes.append([(text, text)])
         else:
-            axes.append([f"++{element}={override.get_value_element_as_str()}"])
-    return [list(job) for job in itertools.product(*axes)] if axes else [[]]
+            axes.append([(f"++{element}={override.get_value_element_as_str()}", text)])
+    return [JobOverrides([h for h, _ in job], [d for _, d in job]) for job in itertools.product(*axes)]
 
 
 def _register_resolvers() -> None:
@@ -109,17 +112,17 @@ def _register_resolvers() -> None:
         OmegaConf.register_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))
 
 
-def compose_job(overrides: list[str]) -> ComposedJob:
+def compose_job(overrides: JobOverrides) -> ComposedJob:
     """Compose conf/config.yaml with one job's overrides."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     _register_resolvers()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), job_name="runner"):
-            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+            cfg = compose("config", overrides=overrides.hydra, return_hydra_config=True)
     except HydraException as e:
         raise UserError(_first_line(e)) from None
     except OmegaConfBaseException as e:
@@ -127,7 +130,7 @@ def compose_job(overrides: list[str]) -> ComposedJob:
     choices = {g: cfg.hydra.runtime.choices.get(g) for g in GROUPS}
     with open_dict(cfg):
         del cfg["hydra"]
-    return ComposedJob(overrides=list(overrides), choices=choices, tree=cfg)
+    return ComposedJob(overrides=list(overrides.display), choices=choices, tree=cfg)
 
 
 def _first_line(e: Exception) -> str:

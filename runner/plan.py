@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import validate
-from runner.compose import DRY_RUN_ID, ComposedJob, compose_job, expand_overrides
+from runner.compose import DRY_RUN_ID, ComposedJob, JobOverrides, compose_job, expand_overrides
 from runner.compute import ComputeSpec, compute_spec
 from runner.datacheck import DataFile, check_data_file
 from runner.settings import split_config
@@ -39,13 +39,13 @@ class Job:
         return Job(self.composed, config, self.compute, self.data)
 
 
-def plan_job(overrides: list[str]) -> Job:
+def plan_job(overrides: JobOverrides) -> Job:
     composed = compose_job(overrides)
     config = composed.resolve(DRY_RUN_ID)
     choices = composed.choices
+    validate.resolve_gradient_checkpointing(config)
     validate.check_axolotl_keys(split_config(config)[1])
     validate.check_combination(config, choices)
-    validate.resolve_gradient_checkpointing(config)
     validate.check_memory(config, choices)
     data = {"train": check_data_file(config["dataset"]["path"], config["dataset"]["format"])}
     if config["dataset"].get("test_path"):

@@ -34,12 +34,12 @@ def check_axolotl_keys(axolotl_config: dict[str, Any]) -> None:
         if key in plugin_keys:
             owners = plugin_keys[key]
             if not any(f"integrations.{owner}" in plugins for owner in owners):
-                raise UserError(
-                    f"axolotl key '{key}' belongs to the {owners[0]} integration: add it to `plugins` "
-                    f"(e.g. plugins='[axolotl.integrations.{owners[0]}.…Plugin]')"
-                )
+                plugin = keys["plugin_classes"].get(owners[0], f"axolotl.integrations.{owners[0]}")
+                raise UserError(f"axolotl key '{key}' needs the {owners[0]} integration: add plugins='[{plugin}]'")
             continue
         raise unknown("axolotl key", key, top | set(plugin_keys))
+    for key, value in axolotl_config.items():
+        check_value_kind(key, value, keys["value_kinds"].get(key))
     entry_keys = set(keys["dataset_entry"])
     for list_key in DATASET_LISTS:
         entries = axolotl_config.get(list_key)
@@ -49,6 +49,35 @@ def check_axolotl_keys(axolotl_config: dict[str, Any]) -> None:
             for key in (entry or {}) if isinstance(entry, dict) else ():
                 if key not in entry_keys:
                     raise UserError(f"unknown key '{key}' in {list_key}[{i}]{did_you_mean(key, entry_keys)}")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    for python_type, name in ((int, "int"), (float, "float"), (str, "str"), (list, "list"), (dict, "dict")):
+        if isinstance(value, python_type):
+            return name
+    return type(value).__name__
+
+
+def check_value_kind(key: str, value: Any, kinds: list[str] | None) -> None:
+    """A value of the wrong type (`lora_r=abc`, `learning_rate=`) fails here, not an hour into a run."""
+    if not kinds:
+        return
+    kind = _kind(value)
+    literals = [json.loads(k[1:]) for k in kinds if k.startswith("=")]
+    accepted = {k for k in kinds if not k.startswith("=")}
+    if "float" in accepted:
+        accepted.add("int")
+    if kind == "str" and value.strip() == "" and accepted - {"str"}:
+        raise UserError(f"axolotl key '{key}' is empty: give it a value")
+    if kind in accepted or value in literals:
+        return
+    expected = sorted(accepted - {"null"}) + [json.dumps(v) for v in literals]
+    hint = did_you_mean(value, map(str, literals)) if kind == "str" else ""
+    raise UserError(f"axolotl key '{key}' expects {' or '.join(expected)}, got {kind} {value!r}{hint}")
 
 
 def check_combination(config: dict[str, Any], choices: dict[str, str | None]) -> None:
@@ -69,13 +98,13 @@ def check_combination(config: dict[str, Any], choices: dict[str, str | None]) ->
             raise UserError(f"deepspeed={choices.get('deepspeed')} needs GPUs: gpu={gpu_name} runs on this CPU (use deepspeed=none)")
         if config.get("load_in_4bit") or config.get("load_in_8bit"):
             raise UserError(f"adapter={choices.get('adapter')} quantises with bitsandbytes, which needs a CUDA GPU: choose a gpu option other than cpu, or adapter=lora")
-        for key in ("bf16", "fp16", "tf32", "flash_attention", "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"):
+        for key in ("bf16", "fp16", "tf32", "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"):
             if config.get(key) is True:
                 raise UserError(f"{key}=true needs a CUDA GPU: gpu={gpu_name} runs on this CPU")
     if config.get("bf16") is True and not gpu.get("bf16"):
         raise UserError(f"bf16=true but gpu={gpu_name} has no bf16 support: use fp16=true bf16=false")
-    if config.get("flash_attention") is True and not gpu.get("flash_attention"):
-        raise UserError(f"flash_attention=true but gpu={gpu_name} cannot run flash attention (needs Ampere or newer): use sdp_attention=true")
+    if config.get("attn_implementation") == "flash_attention_2" and not gpu.get("flash_attention"):
+        raise UserError(f"attn_implementation=flash_attention_2 but gpu={gpu_name} cannot run flash attention (needs Ampere or newer): use attn_implementation=sdpa")
     if stage in (1, 2, 3) and not offload and int(gpu["count"]) < 2:
         raise UserError(
             f"deepspeed={choices.get('deepspeed')} shards state across GPUs but gpu={gpu_name} has 1: "

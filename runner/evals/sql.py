@@ -198,9 +198,15 @@ class _Literals:
         return None
 
 
+# SQLite integers are 64-bit; a (generated) literal beyond that range is stored as a REAL.
+_SQLITE_INT_LIMIT = 2**63 - 2
+
+
 def _number(text: str) -> int | float:
     value = float(text)
-    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+    if value.is_integer() and "." not in text and "e" not in text.lower() and abs(int(text)) < _SQLITE_INT_LIMIT:
+        return int(text)
+    return value
 
 
 def _variants(value, affinity: str) -> list:

@@ -8,9 +8,12 @@ instead of importing axolotl keeps the dry run free of torch/transformers import
 
 from __future__ import annotations
 
+import enum
 import importlib
 import json
 import pkgutil
+import types
+import typing
 from importlib.metadata import version
 from pathlib import Path
 
@@ -26,6 +29,63 @@ def _names(model: type[BaseModel]) -> set[str]:
         if isinstance(info.alias, str):
             names.add(info.alias)
     return names
+
+
+PRIMITIVES = {bool: "bool", int: "int", float: "float", str: "str", type(None): "null"}
+
+
+def value_kinds(annotation) -> list[str] | None:
+    """The JSON kinds a field accepts ("bool", "int", "float", "str", "null", "list", "dict"), or None
+    when the annotation is too rich to check cheaply. Literal/Enum fields list their allowed values."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return value_kinds(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds: list[str] = []
+        for arg in typing.get_args(annotation):
+            sub = value_kinds(arg)
+            if sub is None:
+                return None
+            kinds += [k for k in sub if k not in kinds]
+        return kinds
+    if origin is typing.Literal:
+        return ["=" + json.dumps(v) for v in typing.get_args(annotation)]
+    if origin in (list, tuple, set) or annotation in (list, tuple, set):
+        return ["list"]
+    if origin is dict or annotation is dict:
+        return ["dict"]
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return ["=" + json.dumps(m.value) for m in annotation if isinstance(m.value, (str, int))]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return ["dict"]
+    return [PRIMITIVES[annotation]] if annotation in PRIMITIVES else None
+
+
+def _kinds(model: type[BaseModel]) -> dict[str, list[str]]:
+    kinds = {}
+    for name, info in model.model_fields.items():
+        found = value_kinds(info.annotation)
+        if found:
+            kinds[name] = found
+    return dict(sorted(kinds.items()))
+
+
+def _plugin_classes() -> dict[str, str]:
+    """integration name → its plugin class path, for the `plugins:` hint in error messages."""
+    import axolotl.integrations as integrations
+    from axolotl.integrations.base import BasePlugin
+
+    classes = {}
+    for module_info in pkgutil.iter_modules(integrations.__path__):
+        try:
+            module = importlib.import_module(f"axolotl.integrations.{module_info.name}")
+        except Exception:
+            continue
+        for name, obj in vars(module).items():
+            if isinstance(obj, type) and issubclass(obj, BasePlugin) and obj is not BasePlugin:
+                classes[module_info.name] = f"axolotl.integrations.{module_info.name}.{name}"
+                break
+    return dict(sorted(classes.items()))
 
 
 def _plugin_keys() -> dict[str, list[str]]:
@@ -52,7 +112,9 @@ def generate() -> dict:
     return {
         "axolotl_version": version("axolotl"),
         "top_level": sorted(_names(AxolotlInputConfig)),
+        "value_kinds": _kinds(AxolotlInputConfig),
         "plugin_keys": _plugin_keys(),
+        "plugin_classes": _plugin_classes(),
         "dataset_entry": sorted(_names(SFTDataset)),
     }
 
