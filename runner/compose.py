@@ -63,7 +63,7 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[JobOverrides]
     """Check every override and return the jobs: one set of overrides per job."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ValueType
-    from hydra.errors import OverrideParseException
+    from hydra.errors import HydraException
 
     options = group_options()
     parser = OverridesParser.create()
@@ -71,8 +71,8 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[JobOverrides]
     for text in overrides:
         try:
             override = parser.parse_override(text)
-        except OverrideParseException as e:
-            raise UserError(f"cannot parse override '{text}': {str(e).splitlines()[0]}") from None
+        except HydraException as e:
+            raise UserError(f"cannot parse override '{text}': {_first_line(e)} (quote values with special characters: key='<value>')") from None
         key = override.key_or_group
         if override.is_sweep_override() and not multirun:
             raise UserError(f"'{text}' is a sweep: add --multirun (-m) to run one job per value")

@@ -49,6 +49,8 @@ class ComputeSpec:
 
 
 def _hours(h: float) -> str:
+    if h < 1 / 60:
+        return "<1 min"
     return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ def check_data_file(path: str | Path, data_format: str) -> DataFile:
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"dataset file not found: {path}")
+    stat = path.stat()
+    # a sweep checks the same file once per job: reuse the result while the file is unchanged
+    return _check_unchanged_file(str(path.resolve()), data_format, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _check_unchanged_file(path_text: str, data_format: str, size: int, mtime_ns: int) -> DataFile:
+    path = Path(path_text)
     fields = REQUIRED_FIELDS.get(data_format)
     if fields is None:
         raise UserError(f"dataset.format '{data_format}' is not one of {', '.join(REQUIRED_FIELDS)}")

@@ -115,8 +115,8 @@ def check_combination(config: dict[str, Any], choices: dict[str, str | None]) ->
 
 
 def _multi_gpu_hint(gpu_name: str | None) -> str:
-    base = (gpu_name or "h100").split("x")[0]
-    return f"{base}x2" if base in ("a100", "h100") else "h100x2"
+    """The multi-GPU option of the same card where the gpu group has one."""
+    return {"a100": "a100x2", "h100": "h100x2", "h200": "h200x8"}.get(gpu_name or "", "h100x2")
 
 
 def check_memory(config: dict[str, Any], choices: dict[str, str | None]) -> None:

@@ -1,0 +1,107 @@
+"""Every group option composes; overrides reach the axolotl config; experiments and sweeps expand."""
+
+import pytest
+
+from runner.compose import expand_overrides, group_options
+from runner.errors import UserError
+from runner.settings import RUNNER_KEYS
+
+OPTIONS = group_options()
+# options that need a GPU (or a file) to be valid on their own
+NEEDS = {
+    ("adapter", "qlora"): ["gpu=a100"],
+    ("backend", "modal"): ["gpu=a100"],
+    ("dataset", "alpaca"): ["dataset.path=tests/data/alpaca.jsonl"],
+    ("dataset", "chat_template"): ["dataset.path=tests/data/chat.jsonl"],
+    ("dataset", "completion"): ["dataset.path=tests/data/completion.jsonl"],
+}
+DEEPSPEED_GPU = {"none": "cpu", "zero3_offload": "a100", "zero1": "a100x2", "zero2": "a100x2", "zero3": "a100x2"}
+
+
+def test_groups_have_the_designed_options():
+    assert OPTIONS["model"] == sorted(["tiny", "codellama", "llama2", "llama3", "mistral", "mixtral", "pythia", "qwen2.5"])
+    assert OPTIONS["adapter"] == ["lora", "none", "qlora"]
+    assert OPTIONS["deepspeed"] == ["none", "zero1", "zero2", "zero3", "zero3_offload"]
+    assert set(OPTIONS["gpu"]) == {"cpu", "t4", "l4", "a10g", "l40s", "a100-40gb", "a100", "a100x2", "a100x4",
+                                   "a100x8", "h100", "h100x2", "h100x4", "h100x8", "h200", "h200x8", "b200x8"}
+    assert OPTIONS["dataset"] == ["alpaca", "chat_template", "completion", "sqlqa"]
+    assert OPTIONS["backend"] == ["local", "modal"]
+    assert OPTIONS["tracking"] == ["mlflow", "none", "wandb"]
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in OPTIONS if g != "experiment" for o in OPTIONS[g]])
+def test_every_group_option_composes_and_validates(plan, group, option):
+    extra = NEEDS.get((group, option), [])
+    if group == "deepspeed":
+        extra = [f"gpu={DEEPSPEED_GPU[option]}"]
+    if group == "model" and option not in ("tiny",):
+        extra = ["gpu=h200x8", "deepspeed=zero3"] if option == "mixtral" else ["gpu=a100"]
+    job = plan(f"{group}={option}", *extra)
+    assert job.choices[group] == option
+    axolotl = job.axolotl_config
+    assert not set(axolotl) & set(RUNNER_KEYS)
+    assert axolotl["base_model"] and axolotl["datasets"] and axolotl["output_dir"].endswith("/outputs")
+
+
+def test_gpu_option_sets_precision_and_processes(plan):
+    t4 = plan("gpu=t4", "model=pythia")
+    assert (t4.config["bf16"], t4.config["fp16"], t4.config["attn_implementation"]) == (False, True, "sdpa")
+    a100x4 = plan("gpu=a100x4", "model=mistral")
+    assert a100x4.compute.gpu_string == "A100-80GB:4" and a100x4.compute.processes == 4
+    assert (a100x4.config["bf16"], a100x4.config["attn_implementation"]) == (True, "flash_attention_2")
+    cpu = plan()
+    assert cpu.compute.gpu_string is None and cpu.compute.processes == 1
+    assert not any(cpu.config[k] for k in ("bf16", "fp16", "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"))
+
+
+def test_plain_overrides_reach_axolotl_keys_new_nested_and_lists(plan):
+    job = plan("lora_r=32", "learning_rate=2e-4", "special_tokens.pad_token='<pad>'",
+               "lora_target_modules=[q_proj,v_proj]", "max_steps=7", "stages.merge=false")
+    axolotl = job.axolotl_config
+    assert axolotl["lora_r"] == 32 and axolotl["learning_rate"] == 2e-4
+    assert axolotl["special_tokens"] == {"pad_token": "<pad>"}
+    assert axolotl["lora_target_modules"] == ["q_proj", "v_proj"]
+    assert axolotl["max_steps"] == 7 and "stages" not in axolotl
+    assert job.config["stages"]["merge"] is False
+    assert job.overrides[0] == "lora_r=32"  # shown as written
+
+
+def test_command_line_beats_experiment_which_beats_groups(plan):
+    job = plan("experiment=sqlqa_mistral", "lora_r=32", "gpu=a100x4")
+    assert job.choices["model"] == "mistral" and job.choices["gpu"] == "a100x4"
+    assert job.config["lora_r"] == 32 and job.config["sequence_len"] == 4096
+
+
+def test_multirun_expands_the_cartesian_product_and_globs():
+    jobs = expand_overrides(["lora_r=8,16,32", "gpu=a100x2,h100x4"], multirun=True)
+    assert len(jobs) == 6
+    assert jobs[0].display == ["lora_r=8", "gpu=a100x2"] and jobs[0].hydra == ["++lora_r=8", "gpu=a100x2"]
+    experiments = expand_overrides(["experiment=glob(sqlqa_*)"], multirun=True)
+    assert [j.display for j in experiments] == [["experiment=sqlqa_codellama"], ["experiment=sqlqa_mistral"]]
+
+
+def test_unparseable_override_is_a_user_error():
+    with pytest.raises(UserError, match="cannot parse override 'special_tokens.pad_token=<pad>'"):
+        expand_overrides(["special_tokens.pad_token=<pad>"], multirun=False)
+
+
+def test_sweep_without_multirun_is_refused():
+    with pytest.raises(UserError, match="add --multirun"):
+        expand_overrides(["lora_r=8,16"], multirun=False)
+
+
+@pytest.mark.parametrize("experiment", OPTIONS["experiment"])
+def test_every_experiment_dry_runs(cli, experiment):
+    result = cli(f"experiment={experiment}", "dry_run=true")
+    assert result.returncode == 0, result.stderr
+    assert f"experiment={experiment}" in result.stdout
+    assert "base_model:" in result.stdout and "# compute: backend=" in result.stdout
+
+
+def test_experiments_hold_only_deltas():
+    from runner.paths import EXPERIMENTS_DIR
+
+    for path in EXPERIMENTS_DIR.glob("*.yaml"):
+        text = path.read_text()
+        assert text.startswith("# @package _global_"), path
+        assert "base_model:" not in text, f"{path.name}: pick the model with `override /model`"

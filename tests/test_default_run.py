@@ -1,0 +1,61 @@
+"""The embedded default, end to end with real axolotl on the tiny model: prepare → preprocess → train →
+merge → eval, and the run folder it leaves."""
+
+import hashlib
+import json
+import re
+
+import yaml
+
+from runner.paths import data_file
+from runner.settings import RUNNER_KEYS, STAGES
+
+
+def test_default_run_succeeds_and_prints_a_summary(default_run):
+    result, run_dir = default_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert run_dir is not None
+    assert f"run {run_dir.name}  succeeded" in result.stdout
+    assert re.search(r"train loss\s+[\d.]+ → [\d.]+", result.stdout)
+    assert "merged" in result.stdout
+
+
+def test_loss_went_down_and_adapter_and_merged_model_exist(default_run):
+    _, run_dir = default_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train_loss"]["last"] < 0.5 * metrics["train_loss"]["first"]
+    assert metrics["eval_loss"]["last"] < metrics["eval_loss"]["first"]
+    assert (run_dir / "outputs" / "adapter_model.safetensors").stat().st_size > 0
+    assert (run_dir / "outputs" / "adapter_config.json").is_file()
+    assert (run_dir / "outputs" / "merged" / "model.safetensors").stat().st_size > 0
+    assert (run_dir / "outputs" / "merged" / "config.json").is_file()
+
+
+def test_run_folder_holds_config_provenance_status_and_logs(default_run):
+    _, run_dir = default_run
+    assert re.fullmatch(r"\d{8}-\d{6}-tiny-lora-[0-9a-f]{4}", run_dir.name)
+    config = yaml.safe_load((run_dir / "config.yml").read_text())
+    composed = yaml.safe_load((run_dir / "composed.yaml").read_text())
+    assert not set(config) & set(RUNNER_KEYS)
+    assert config == {k: v for k, v in composed.items() if k not in RUNNER_KEYS}
+    assert config["output_dir"] == str(run_dir / "outputs")
+
+    job = json.loads((run_dir / "job.json").read_text())
+    assert job["run_id"] == run_dir.name and job["choices"]["model"] == "tiny"
+    assert job["compute"]["processes"] == 1 and job["compute"]["gpu_string"] is None
+
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert len(provenance["git"]["commit"]) == 40 and provenance["git"]["dirty"] in (True, False)
+    shipped = hashlib.sha256(open(data_file("sqlqa-train.jsonl"), "rb").read()).hexdigest()
+    assert provenance["data"]["train"]["sha256"] == shipped
+    assert provenance["packages"]["axolotl"] == "0.19.0"
+    assert re.fullmatch(r"[0-9a-f]{64}", provenance["config_sha256"])
+
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "succeeded"
+    for stage in STAGES:
+        entry = status["stages"][stage]
+        assert entry["state"] == "succeeded", (stage, entry)
+        assert entry["started"] <= entry["ended"]
+        assert (run_dir / entry["log"]).stat().st_size > 0
+    assert not list(run_dir.rglob("*.tmp"))

@@ -1,0 +1,22 @@
+"""A failing stage stops its run with the log's tail and the stage marked failed; a sweep goes on."""
+
+import json
+
+
+def test_failing_stage_is_marked_and_reported_and_the_sweep_continues(cli, tmp_path):
+    result = cli("--multirun", "base_model=/nonexistent/model-a,/nonexistent/model-b", "stages.prepare=false",
+                 f"runs_root={tmp_path}", timeout=600)
+    assert result.returncode == 1
+    assert result.stderr.count("error: stage 'preprocess' failed") == 2, result.stderr[-2000:]
+    assert "last lines of" in result.stderr
+    run_dirs = sorted(p for p in tmp_path.iterdir() if not p.name.startswith("_"))
+    assert len(run_dirs) == 2
+    for run_dir in run_dirs:
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status["state"] == "failed" and status["failed_stage"] == "preprocess"
+        assert status["stages"]["prepare"]["state"] == "skipped"
+        assert status["stages"]["preprocess"]["state"] == "failed"
+        assert status["stages"]["train"]["state"] == "pending"
+        assert "/nonexistent/model" in (run_dir / "logs" / "preprocess.log").read_text()
+    # the sweep ends with a table of both jobs
+    assert "failed (preprocess)" in result.stdout and "base_model=/nonexistent/model-b" in result.stdout
