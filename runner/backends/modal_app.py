@@ -1,0 +1,291 @@
+"""The Modal app: images, volumes, secrets, then one function per stage and the sweep that calls them.
+
+Every function takes plain data (run ids, override lists, dicts) and runs the same stage code as the local
+backend, `runner.pipeline.run_stage`, over a run folder on the "runs" Volume. modal_launcher.py is the
+local side; it sets RUNNER_MODAL_SETTINGS (names and images from conf/backend/modal.yaml and the command
+line) before importing this module, and the images carry the same value, so containers see the same app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import modal
+
+from runner.backends.modal_settings import ModalSettings, StageOptions, app_settings
+from runner.backends.modal_sweep import JobResult, run_sweep
+from runner.paths import CONF_DIR, EXPERIMENTS_DIR
+from runner.records import read_json, write_json
+
+SETTINGS_ENV = "RUNNER_MODAL_SETTINGS"
+MINUTES, HOURS = 60, 60 * 60
+
+
+def _settings() -> ModalSettings:
+    if os.environ.get(SETTINGS_ENV):
+        return ModalSettings.from_json(os.environ[SETTINGS_ENV])
+    import yaml  # not launched by the runner (e.g. `modal shell`): the defaults as written in conf/
+
+    return app_settings(yaml.safe_load((CONF_DIR / "backend" / "modal.yaml").read_text()))
+
+
+settings = _settings()
+app = modal.App(settings.app_name)
+
+# ---- images -------------------------------------------------------------------------------------
+# Where the project lands in containers. conf/experiment is a symlink to ../experiments, and image
+# uploads do not follow symlinked folders, so experiments/ is added under both names.
+PROJECT_DIR = "/root/project"
+# Hydra and OmegaConf at the versions pyproject.toml pins (axolotl's images do not carry them).
+RUNNER_DEPS = ("hydra-core==1.4.0rc3", "omegaconf==2.4.1rc1", "pyyaml>=6")
+
+
+def _with_project(image: modal.Image) -> modal.Image:
+    return (
+        image.pip_install(*RUNNER_DEPS)
+        .env({
+            SETTINGS_ENV: settings.to_json(),   # names and images only: never a secret value
+            "RUNNER_PROJECT": PROJECT_DIR,
+            "AXOLOTL_DO_NOT_TRACK": "1",
+            "DO_NOT_TRACK": "1",
+        })
+        .add_local_dir(CONF_DIR, f"{PROJECT_DIR}/conf", ignore=["experiment"])
+        .add_local_dir(EXPERIMENTS_DIR, f"{PROJECT_DIR}/conf/experiment")
+        .add_local_dir(EXPERIMENTS_DIR, f"{PROJECT_DIR}/experiments")
+        # the package with its data files (shipped datasets, axolotl key schema), not only its .py files
+        .add_local_python_source("runner", ignore=["**/__pycache__/**", "**/*.pyc"])
+    )
+
+
+# Training: axolotl's published CUDA image (torch, flash-attn, deepspeed built to match), pinned in
+# conf/backend/modal.yaml so a rerun trains with the same stack.
+train_image = _with_project(modal.Image.from_registry(settings.axolotl_image))
+# Eval: vLLM's image for fast generation. Its Python is `python3` and its entrypoint starts a server,
+# so alias the one and clear the other.
+vllm_image = _with_project(
+    modal.Image.from_registry(settings.vllm_image,
+                              setup_dockerfile_commands=["RUN ln -sf $(command -v python3) /usr/local/bin/python"])
+    .entrypoint([])
+)
+
+# ---- volumes and secrets ------------------------------------------------------------------------
+# Base models are downloaded once into "pretrained" (the HF hub cache) and reused by every later run;
+# run folders live on "runs" with the same layout as locally (<runs_root>/<run_id>/...).
+PRETRAINED_MOUNT, RUNS_MOUNT = "/pretrained", "/runs"
+pretrained_volume = modal.Volume.from_name(settings.pretrained_volume, create_if_missing=True)
+runs_volume = modal.Volume.from_name(settings.runs_volume, create_if_missing=True)
+VOLUMES = {PRETRAINED_MOUNT: pretrained_volume, RUNS_MOUNT: runs_volume}
+# The HF token (gated models) reaches containers as an environment variable from a Modal Secret;
+# the W&B key is added per job, only where tracking=wandb (see modal_settings.secret_names).
+BASE_SECRETS = [modal.Secret.from_name(settings.hf_secret)] if settings.hf_secret else []
+
+
+def runs_dir() -> Path:
+    """The runs Volume's mount; a plain folder when a test runs the functions in-process."""
+    return Path(os.environ.get("RUNNER_MODAL_RUNS_DIR", RUNS_MOUNT))
+
+
+def pretrained_dir() -> Path:
+    return Path(os.environ.get("RUNNER_MODAL_PRETRAINED_DIR", PRETRAINED_MOUNT))
+
+
+def _in_container() -> bool:
+    return not modal.is_local()
+
+
+def _reload(*volumes: modal.Volume) -> None:
+    """See what other containers committed (a stage's inputs were written by the previous stage)."""
+    if _in_container():
+        for volume in volumes:
+            volume.reload()
+
+
+def _commit(*volumes: modal.Volume) -> None:
+    if _in_container():
+        for volume in volumes:
+            volume.commit()
+
+
+@contextlib.contextmanager
+def _committing_every(seconds: float, volume: modal.Volume):
+    """Commit while a long stage runs, so checkpoints survive a preemption and `runs sync` sees progress."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            with contextlib.suppress(Exception):
+                _commit(volume)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    if _in_container():
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+# ---- one function per stage -------------------------------------------------------------------
+# Each is a class so that `with_options` can give every call its job's own GPU, timeout and retries
+# (Modal 1.3 offers with_options on classes); the decorator values are only defaults.
+def run_stage_in_container(request: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The body of every stage function: reload, run the stage over the run folder, commit."""
+    from runner.pipeline import StageFailed, run_stage
+    from runner.runfolder import RunFolder
+
+    _reload(runs_volume, pretrained_volume)
+    folder = RunFolder(runs_dir() / request["run_id"])
+    for skipped, reason in (request.get("skipped") or {}).items():
+        folder.set_stage(skipped, "skipped", reason=reason)
+    try:
+        with _committing_every(5 * MINUTES, runs_volume):
+            result = run_stage(folder, stage)
+    except StageFailed as e:
+        # a plain exception crosses back to the caller (and triggers Modal's retries, if any)
+        tail = "\n".join(e.tail[-15:])
+        raise RuntimeError(f"stage '{stage}' failed (exit {e.returncode}); last lines of {e.log}:\n{tail}") from None
+    finally:
+        _commit(runs_volume, *([pretrained_volume] if stage == "prepare" else []))
+    return {"run_id": folder.run_id, "stage": stage, "state": result.state}
+
+
+# prepare: downloads the base model into the pretrained Volume (network, no GPU needed).
+@app.cls(image=train_image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES)
+class Prepare:
+    @modal.method()
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        return run_stage_in_container(request, "prepare")
+
+
+# preprocess: tokenises into <runs>/_prepared, shared by every job with the same data and tokenizer.
+@app.cls(image=train_image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES)
+class Preprocess:
+    @modal.method()
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        return run_stage_in_container(request, "preprocess")
+
+
+# train: the job's GPUs (gpu group), one process per GPU; retried attempts resume from the latest
+# checkpoint on the runs Volume (auto_resume_from_checkpoints).
+@app.cls(image=train_image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu="A100-80GB", timeout=12 * HOURS)
+class Train:
+    @modal.method()
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        return run_stage_in_container(request, "train")
+
+
+# merge: adapter + base → outputs/merged, on CPU with plenty of RAM unless backend.merge_gpu is set.
+@app.cls(image=train_image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=8.0, memory=64 * 1024, timeout=60 * MINUTES)
+class Merge:
+    @modal.method()
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        return run_stage_in_container(request, "merge")
+
+
+# eval: generation on the held-out split, in the vLLM image.
+@app.cls(image=vllm_image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu="A100-80GB", timeout=60 * MINUTES)
+class Eval:
+    @modal.method()
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        return run_stage_in_container(request, "eval")
+
+
+STAGE_CLASSES: dict[str, modal.Cls] = {
+    "prepare": Prepare, "preprocess": Preprocess, "train": Train, "merge": Merge, "eval": Eval,
+}
+
+
+def modal_options(options: StageOptions) -> dict[str, Any]:
+    """StageOptions (plain data) → Cls.with_options keywords."""
+    kwargs: dict[str, Any] = {
+        "scaledown_window": 10,   # a container serves one stage call: don't keep GPUs idling after it
+        "timeout": options.timeout_s,
+        "retries": options.retries,
+        "volumes": VOLUMES,
+        "secrets": [modal.Secret.from_name(name) for name in options.secrets],
+    }
+    if options.gpu:
+        kwargs["gpu"] = options.gpu
+    if options.cpu:
+        kwargs["cpu"] = options.cpu
+    if options.memory_mib:
+        kwargs["memory"] = options.memory_mib
+    return kwargs
+
+
+def stage_cls(job: dict[str, Any], stage: str) -> modal.Cls:
+    """The stage's class with this job's resources."""
+    return STAGE_CLASSES[stage].with_options(**modal_options(StageOptions(**job["options"][stage])))
+
+
+def call_stage(job: dict[str, Any], stage: str, skipped: dict[str, str]) -> dict[str, Any]:
+    return stage_cls(job, stage)().run.remote({"run_id": job["run_id"], "stage": stage, "skipped": skipped})
+
+
+# ---- the sweep: creates the run folders, runs every job's stages, records how each ended -------
+# The sweep's threads share one view of the runs Volume (a reload needs no file open), and Hydra's
+# compose is not thread-safe: both go one thread at a time.
+_volume_lock = threading.Lock()
+
+
+def create_run(job: dict[str, Any]) -> None:
+    """The job's run folder on the runs Volume, composed here from the same overrides as locally."""
+    from runner.compose import expand_overrides
+    from runner.plan import plan_job
+    from runner.runfolder import RunFolder
+
+    uploaded = [f"dataset.{key}={runs_dir() / remote}" for key, remote in (job.get("data_files") or {}).items()]
+    overrides = [*job["overrides"], *uploaded, f"runs_root={runs_dir()}", f"cache_dir={pretrained_dir()}"]
+    with _volume_lock:
+        _reload(runs_volume)
+        if (runs_dir() / job["run_id"] / "status.json").exists():
+            return  # a restarted sweep: the folder is already there
+        planned = plan_job(expand_overrides(overrides, multirun=False)[0]).for_run(job["run_id"])
+        folder = RunFolder.create(planned)
+        provenance = read_json(folder.path / "provenance.json", {})
+        provenance["git"] = job.get("git") or provenance.get("git")   # the launching checkout's, not the image's
+        provenance["modal"] = {"app": settings.app_name, "train_image": settings.axolotl_image,
+                               "vllm_image": settings.vllm_image}
+        write_json(folder.path / "provenance.json", provenance)
+        _commit(runs_volume)
+
+
+def finish_run(job: dict[str, Any], result: JobResult) -> None:
+    """Write how the job ended into its status.json, as the local backend does."""
+    from runner.runfolder import RunFolder
+
+    with _volume_lock:
+        _reload(runs_volume)
+        folder = RunFolder(runs_dir() / job["run_id"])
+        if not (folder.path / "status.json").exists():
+            return
+        for stage, reason in result.skipped.items():
+            folder.set_stage(stage, "skipped", reason=reason)
+        for stage, enabled in job["stages"].items():
+            if not enabled:
+                folder.set_stage(stage, "skipped", reason=f"turned off (stages.{stage}=false)")
+        if result.state == "succeeded":
+            status = folder.status()
+            for key in ("failed_stage", "error"):   # left by an attempt that a retry then finished
+                status.pop(key, None)
+            write_json(folder.path / "status.json", status)
+            folder.set_state("succeeded")
+        else:
+            stage_state = folder.status()["stages"].get(result.failed_stage, {}).get("state")
+            if result.failed_stage in job["stages"] and stage_state != "failed":
+                folder.set_stage(result.failed_stage, "failed", error=result.error)   # timed out, lost, ...
+            folder.set_state("failed", failed_stage=result.failed_stage, error=result.error)
+        _commit(runs_volume)
+
+
+# Cheap CPU, never preempted (a restart would start its jobs over); Modal's longest timeout, since it
+# waits for every job of the sweep.
+@app.function(image=train_image, volumes={RUNS_MOUNT: runs_volume}, cpu=0.25, timeout=24 * HOURS,
+              nonpreemptible=True)
+def sweep(jobs: list[dict[str, Any]], max_parallel: int) -> list[dict[str, Any]]:
+    return run_sweep(jobs, max_parallel, create=create_run, call_stage=call_stage, finish=finish_run,
+                     log=lambda line: print(line, flush=True))

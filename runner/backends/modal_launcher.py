@@ -1,0 +1,224 @@
+"""The Modal backend, local side: check, submit, follow, report.
+
+1. Validate every job's Modal settings (GPU strings, timeouts, ...) and find credentials: one-line errors,
+   before anything is uploaded or started.
+2. Make a local run folder per job (same records as the local backend, plus modal.json), upload data
+   files that are not shipped in the image, and spawn the app's `sweep` function with plain-data requests.
+3. detach=true: print the run ids and return. Otherwise copy status back every backend.poll_s seconds,
+   then the records and logs of every run, and print each run's summary and the sweep table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from runner import report
+from runner.backends import modal_settings as ms
+from runner.backends.modal_records import FINAL_STATES, gpu_usage, pull_run, write_modal_record
+from runner.errors import UserError
+from runner.paths import PACKAGE_DIR
+from runner.plan import Job
+from runner.runfolder import RunFolder, new_run_id, now
+from runner.runs import eval_metric
+
+NO_CREDENTIALS = ("no Modal credentials found: run `modal setup` "
+                  "(or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)")
+
+
+def require_credentials() -> None:
+    """Modal's own lookup: MODAL_TOKEN_ID/SECRET in the environment, else the active ~/.modal.toml profile."""
+    from modal.config import config
+
+    if not (config.get("token_id") and config.get("token_secret")):
+        raise UserError(NO_CREDENTIALS)
+
+
+def require_secrets(names: set[str]) -> None:
+    """Each named Modal Secret exists (looked up by name; its values never leave Modal)."""
+    import modal
+    from modal.exception import AuthError, NotFoundError
+
+    for name in sorted(names):
+        try:
+            modal.Secret.from_name(name).hydrate()
+        except NotFoundError:
+            raise UserError(f"Modal Secret '{name}' not found: create it with `modal secret create {name} KEY=...` "
+                            "or name another in backend.secrets") from None
+        except AuthError:
+            raise UserError(NO_CREDENTIALS.replace("no Modal credentials found", "Modal rejected the credentials")) from None
+
+
+def sweep_settings(jobs: list[Job]) -> ms.ModalSettings:
+    settings = {ms.app_settings(job.config) for job in jobs}
+    if len(settings) > 1:
+        raise UserError("one sweep must use one Modal app: backend.app_name, images, volumes and secrets "
+                        "cannot vary between its jobs")
+    return settings.pop()
+
+
+def shipped(path: str | Path) -> bool:
+    """Data inside the package is in the image; anything else is uploaded to the runs Volume."""
+    return Path(path).resolve().is_relative_to(PACKAGE_DIR)
+
+
+def data_files(job: Job) -> dict[str, str]:
+    """dataset key (path, test_path) → its place on the runs Volume, for files not in the image."""
+    keys = {"train": "path", "test": "test_path"}
+    return {keys[split]: f"_data/{data.sha256[:16]}/{Path(data.path).name}"
+            for split, data in job.data.items() if not shipped(data.path)}
+
+
+def job_request(job: Job, index: int, run_id: str, git: dict[str, Any] | None) -> dict[str, Any]:
+    """Everything the app needs for one job, as plain data."""
+    return {
+        "index": index,
+        "run_id": run_id,
+        "overrides": list(job.overrides),
+        "data_files": data_files(job),
+        "git": git,
+        "stages": ms.enabled_stages(job.config),
+        "options": {stage: vars(opts) | {"secrets": list(opts.secrets)}
+                    for stage, opts in ms.stage_options(job.config).items()},
+        "model_key": ms.model_key(job.config),
+        "preprocess_key": ms.preprocess_key(job.config),
+    }
+
+
+def run_jobs(jobs: list[Job]) -> int:
+    # 1. everything that can be checked here, before any work or upload
+    settings = sweep_settings(jobs)
+    for job in jobs:
+        ms.stage_options(job.config)
+    max_parallel, poll_s = ms.max_parallel(jobs[0].config), ms.poll_seconds(jobs[0].config)
+    detach = any(job.config.get("detach") for job in jobs)
+    require_credentials()
+    os.environ["RUNNER_MODAL_SETTINGS"] = settings.to_json()
+    import modal
+
+    from runner.backends import modal_app
+
+    if modal_app.settings != settings:   # imported earlier in this process with other settings
+        modal_app = importlib.reload(modal_app)
+    require_secrets({name for job in jobs for opts in ms.stage_options(job.config).values() for name in opts.secrets})
+
+    # 2. local run folders, data uploads, submission
+    from runner import provenance
+
+    git = provenance.git_state()
+    runs: list[tuple[Job, RunFolder, dict[str, Any]]] = []
+    for index, job in enumerate(jobs, start=1):
+        run_id = new_run_id(job.choices, job.config.get("run_name"))
+        job = job.for_run(run_id)
+        folder = RunFolder.create(job)
+        request = job_request(job, index, run_id, git)
+        runs.append((job, folder, request))
+    try:
+        return submit(modal_app, settings, runs, max_parallel, poll_s, detach)
+    except modal.exception.AuthError:
+        raise UserError(NO_CREDENTIALS.replace("no Modal credentials found", "Modal rejected the credentials")) from None
+    except modal.exception.Error as e:   # image build, quota, lost connection: Modal's own message
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        print(f"error: Modal: {lines[0] if lines else type(e).__name__}", file=sys.stderr)
+        for _, folder, _ in runs:
+            if folder.status().get("state") not in FINAL_STATES:
+                folder.set_state("failed", error=f"Modal: {type(e).__name__}")
+        return 1
+
+
+def submit(modal_app: Any, settings: ms.ModalSettings, runs: list[tuple[Job, RunFolder, dict[str, Any]]],
+           max_parallel: int, poll_s: float, detach: bool) -> int:
+    import modal
+
+    upload_data(modal_app.runs_volume, runs)
+    requests = [request for _, _, request in runs]
+    with modal.enable_output(), modal_app.app.run(detach=detach):
+        call = modal_app.sweep.spawn(requests, max_parallel)
+        for job, folder, request in runs:
+            write_modal_record(folder.path, {
+                "app": settings.app_name, "call_id": call.object_id, "runs_volume": settings.runs_volume,
+                "submitted": now(), "detached": detach, "options": request["options"],
+                "usd_per_gpu_hour": job.config["gpu"].get("usd_per_hour"),
+            })
+            folder.set_state("submitted")
+            print(f"[{request['index']}/{len(runs)}] run {folder.run_id}  {' '.join(job.overrides) or '(defaults)'}\n"
+                  f"  {job.compute.describe()}", file=sys.stderr)
+        if detach:
+            print("\n".join(folder.run_id for _, folder, _ in runs))
+            print(f"submitted {len(runs)} run(s) to Modal app '{settings.app_name}' (detached); "
+                  "follow with `python -m runner.runs sync`", file=sys.stderr)
+            return 0
+        started = time.monotonic()
+        try:
+            results = wait_for(call, modal_app.runs_volume, runs, poll_s)
+        except KeyboardInterrupt:
+            for _, folder, _ in runs:   # leaving app.run() stops the app and its running stages
+                if folder.status().get("state") not in FINAL_STATES:
+                    folder.set_state("cancelled")
+            raise
+    return report_results(modal_app.runs_volume, runs, results, time.monotonic() - started)
+
+
+def upload_data(volume: Any, runs: list[tuple[Job, RunFolder, dict[str, Any]]]) -> None:
+    uploads = {}
+    for job, _, request in runs:
+        for key, remote in request["data_files"].items():
+            split = "train" if key == "path" else "test"
+            uploads[remote] = job.data[split].path
+    if not uploads:
+        return
+    with volume.batch_upload(force=True) as batch:
+        for remote, local in uploads.items():
+            print(f"uploading {local} → runs Volume /{remote}", file=sys.stderr)
+            batch.put_file(local, f"/{remote}")
+
+
+def wait_for(call: Any, volume: Any, runs: list[tuple[Job, RunFolder, dict[str, Any]]],
+             poll_s: float) -> list[dict[str, Any]]:
+    """Wait for the sweep, copying each run's status back and printing its changes."""
+    seen: dict[str, str] = {}
+    while True:
+        try:
+            return call.get(timeout=poll_s)
+        except TimeoutError:   # still running (Modal raises the builtin TimeoutError for a poll)
+            pass
+        for _, folder, request in runs:
+            status = pull_run(volume, folder.run_id, folder.path, names=("status.json", "metrics.json"), logs=False)
+            for stage, entry in status.get("stages", {}).items():
+                key, state = f"{folder.run_id}/{stage}", entry.get("state")
+                if state in ("running", "succeeded", "failed") and seen.get(key) != state:
+                    seen[key] = state
+                    print(f"[{request['index']}/{len(runs)}] {folder.run_id}  {stage} {state}", file=sys.stderr)
+        time.sleep(0)  # let an interrupt land between polls
+
+
+def report_results(volume: Any, runs: list[tuple[Job, RunFolder, dict[str, Any]]],
+                   results: list[dict[str, Any]], elapsed_s: float) -> int:
+    by_id = {result["run_id"]: result for result in results}
+    rows, failed = [], 0
+    for job, folder, request in runs:
+        status = pull_run(volume, folder.run_id, folder.path)
+        result = by_id.get(folder.run_id, {"state": status.get("state", "unknown")})
+        state = result["state"] if result["state"] in FINAL_STATES else status.get("state", "unknown")
+        if state != "succeeded":
+            failed += 1
+            state = f"failed ({result.get('failed_stage') or status.get('failed_stage') or '?'})"
+            if result.get("error"):
+                print(f"error: run {folder.run_id}: {result['error']}; logs in {folder.path / 'logs'}", file=sys.stderr)
+        metrics = folder.metrics()
+        gpu_hours, cost = gpu_usage(folder.path)
+        print(report.run_summary(folder.path, state, elapsed_s, metrics, adapter=bool(job.config.get("adapter"))))
+        print(f"  {'weights':<12}runs Volume '{ms.app_settings(job.config).runs_volume}': /{folder.run_id}/outputs")
+        rows.append({
+            "job": request["index"], "overrides": " ".join(job.overrides) or "(defaults)", "status": state,
+            "loss": (metrics.get("train_loss") or {}).get("last"),
+            "eval": eval_metric(metrics),
+            "gpu_hours": gpu_hours, "cost": cost,
+        })
+    if len(runs) > 1:
+        print("\n" + report.sweep_table(rows))
+    return 1 if failed else 0

@@ -1,0 +1,92 @@
+"""A Modal run's local copy: the small records pulled back from the runs Volume, and what it cost.
+
+    <local runs_root>/<run_id>/
+      modal.json        app, sweep call id, Volume, each stage's Modal resources (written at submission)
+      status.json, metrics.json, job.json, composed.yaml, config.yml, provenance.json, logs/
+                        copied from the runs Volume; weights and checkpoints stay there
+
+No `import modal` here: the Volume arrives as an object with Modal's `read_file` / `listdir`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runner.records import read_json, write_json, write_text
+
+SMALL_FILES = ("status.json", "metrics.json", "job.json", "composed.yaml", "config.yml", "provenance.json")
+MODAL_RECORD = "modal.json"
+FINAL_STATES = ("succeeded", "failed")
+
+
+def modal_record(run_dir: Path) -> dict[str, Any] | None:
+    return read_json(Path(run_dir) / MODAL_RECORD)
+
+
+def write_modal_record(run_dir: Path, record: dict[str, Any]) -> None:
+    write_json(Path(run_dir) / MODAL_RECORD, record)
+
+
+def _read(volume: Any, path: str) -> bytes | None:
+    try:
+        return b"".join(volume.read_file(path))
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # modal.exception.NotFoundError, without importing modal here
+        if type(e).__name__ == "NotFoundError":
+            return None
+        raise
+
+
+def pull_run(volume: Any, run_id: str, run_dir: Path, names: tuple[str, ...] = SMALL_FILES,
+             logs: bool = True) -> dict[str, Any]:
+    """Copy a run's records (and logs) from the runs Volume into run_dir; returns its status."""
+    run_dir = Path(run_dir)
+    for name in names:
+        data = _read(volume, f"{run_id}/{name}")
+        if data is not None:
+            write_text(run_dir / name, data.decode(errors="replace"))
+    if logs:
+        try:
+            entries = volume.listdir(f"{run_id}/logs")
+        except Exception as e:  # no logs yet
+            if type(e).__name__ not in ("NotFoundError", "FileNotFoundError"):
+                raise
+            entries = []
+        for entry in entries:
+            name = Path(entry.path).name
+            data = _read(volume, f"{run_id}/logs/{name}")
+            if data is not None:
+                write_text(run_dir / "logs" / name, data.decode(errors="replace"))
+    return read_json(run_dir / "status.json", {"state": "unknown", "stages": {}})
+
+
+def _gpu_count(gpu: str | None) -> int:
+    if not gpu:
+        return 0
+    _, _, count = gpu.partition(":")
+    return int(count or 1)
+
+
+def _hours(entry: dict[str, Any]) -> float:
+    try:
+        started, ended = datetime.fromisoformat(entry["started"]), datetime.fromisoformat(entry["ended"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return max((ended - started).total_seconds(), 0.0) / 3600
+
+
+def gpu_usage(run_dir: Path) -> tuple[float | None, float | None]:
+    """(GPU-hours, cost in USD) of a Modal run from its stages' wall times; (None, None) for local runs.
+
+    Cost prices every GPU stage at the job's own GPU price (gpu.usd_per_hour), the usual case."""
+    record = modal_record(run_dir)
+    if not record:
+        return None, None
+    status = read_json(Path(run_dir) / "status.json", {"stages": {}})
+    hours = sum(_hours(status["stages"].get(stage, {})) * _gpu_count(options.get("gpu"))
+                for stage, options in (record.get("options") or {}).items())
+    price = record.get("usd_per_gpu_hour")
+    return hours, (hours * price if price is not None else None)

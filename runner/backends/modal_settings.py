@@ -1,0 +1,193 @@
+"""The Modal backend's settings, read from a job's composed config: plain data, no `import modal`.
+
+Two kinds of settings:
+  * app-wide (`ModalSettings`): the app name, images, volume and secret names. Modal fixes them when the
+    app is declared, so every job of one sweep must agree on them.
+  * per job and stage (`StageOptions`): GPU, CPU/memory, timeout, retries, secrets. They are applied to
+    each call with `Cls.with_options`, so `-m gpu=a100x2,h100x4` gives each job its own GPUs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from runner.compute import MODAL_GPU_TYPES, parse_modal_gpu
+from runner.errors import UserError, did_you_mean
+from runner.settings import STAGES
+
+KEYS = {"name", "app_name", "axolotl_image", "vllm_image", "max_parallel", "poll_s", "timeout_h", "timeouts_min",
+        "retries", "merge_gpu", "merge_memory_gib", "eval_gpu", "volumes", "secrets"}
+MAX_TIMEOUT_H = 24          # Modal's limit on one function call
+MAX_RETRIES = 10            # Modal's limit
+CPU_STAGE = {"cpu": 4.0, "memory_mib": 16 * 1024}   # prepare, preprocess: downloads and tokenising
+
+
+@dataclass(frozen=True)
+class ModalSettings:
+    """What the Modal app is declared with (runner/backends/modal_app.py reads these)."""
+
+    app_name: str
+    axolotl_image: str
+    vllm_image: str
+    pretrained_volume: str
+    runs_volume: str
+    hf_secret: str | None
+    wandb_secret: str | None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModalSettings:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """One stage's Modal resources for one job: what `Cls.with_options` receives."""
+
+    gpu: str | None           # Modal GPU string, e.g. "A100-80GB:4"; None: CPU only
+    cpu: float | None
+    memory_mib: int | None
+    timeout_s: int
+    retries: int
+    secrets: tuple[str, ...]  # Modal Secret names
+
+
+def _backend(config: dict[str, Any]) -> dict[str, Any]:
+    backend = config["backend"]
+    for key in backend:
+        if key not in KEYS:
+            raise UserError(f"unknown setting backend.{key}{did_you_mean(key, KEYS)}")
+    return backend
+
+
+def app_settings(config: dict[str, Any]) -> ModalSettings:
+    backend = _backend(config)
+    volumes, secrets = backend.get("volumes") or {}, backend.get("secrets") or {}
+    for name in ("pretrained", "runs"):
+        if not volumes.get(name):
+            raise UserError(f"backend.volumes.{name} must name a Modal Volume")
+    return ModalSettings(
+        app_name=str(backend["app_name"]),
+        axolotl_image=str(backend["axolotl_image"]),
+        vllm_image=str(backend["vllm_image"]),
+        pretrained_volume=str(volumes["pretrained"]),
+        runs_volume=str(volumes["runs"]),
+        hf_secret=secrets.get("huggingface") or None,
+        wandb_secret=secrets.get("wandb") or None,
+    )
+
+
+def uses_wandb(config: dict[str, Any]) -> bool:
+    return bool(config.get("wandb_project")) or bool(config.get("use_wandb"))
+
+
+def secret_names(config: dict[str, Any], stage: str) -> tuple[str, ...]:
+    """The HF token for every stage (gated downloads, hub access); the W&B key where metrics are logged."""
+    settings = app_settings(config)
+    names = [settings.hf_secret] if settings.hf_secret else []
+    if stage in ("train", "eval") and uses_wandb(config):
+        if not settings.wandb_secret:
+            raise UserError("tracking=wandb on Modal needs a Secret holding WANDB_API_KEY: set backend.secrets.wandb=NAME")
+        names.append(settings.wandb_secret)
+    return tuple(names)
+
+
+def _gpu(spec: str | None, key: str) -> str | None:
+    if spec is None:
+        return None
+    try:
+        name, count = parse_modal_gpu(str(spec))
+    except UserError as e:
+        raise UserError(f"{key}: {e} (Modal GPUs: {', '.join(MODAL_GPU_TYPES)})") from None
+    return name if count == 1 else f"{name}:{count}"
+
+
+def _minutes(backend: dict[str, Any], stage: str) -> int:
+    minutes = (backend.get("timeouts_min") or {}).get(stage)
+    if not isinstance(minutes, (int, float)) or not 0 < minutes <= MAX_TIMEOUT_H * 60:
+        raise UserError(f"backend.timeouts_min.{stage} must be 1-{MAX_TIMEOUT_H * 60} minutes, got {minutes!r}")
+    return int(minutes * 60)
+
+
+def stage_options(config: dict[str, Any]) -> dict[str, StageOptions]:
+    """Every stage's resources for this job, validated here, before anything is sent to Modal."""
+    backend = _backend(config)
+    train_gpu = _gpu(config["gpu"].get("modal"), "gpu.modal")
+    if train_gpu is None:
+        raise UserError("backend=modal needs a GPU: choose a gpu option (e.g. gpu=a100), not gpu=cpu")
+    timeout_h = backend.get("timeout_h")
+    if not isinstance(timeout_h, (int, float)) or not 0 < timeout_h <= MAX_TIMEOUT_H:
+        raise UserError(f"backend.timeout_h must be more than 0 and at most {MAX_TIMEOUT_H} (Modal's limit), got {timeout_h!r}")
+    retries = backend.get("retries")
+    if not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise UserError(f"backend.retries must be 0-{MAX_RETRIES}, got {retries!r}")
+    merge_gpu = _gpu(backend.get("merge_gpu"), "backend.merge_gpu")
+    eval_gpu = _gpu(backend.get("eval_gpu"), "backend.eval_gpu") or train_gpu
+    memory_gib = backend.get("merge_memory_gib")
+    if merge_gpu is None and (not isinstance(memory_gib, (int, float)) or memory_gib <= 0):
+        raise UserError(f"backend.merge_memory_gib must be a positive number, got {memory_gib!r}")
+
+    def opts(stage: str, gpu: str | None, cpu: float | None = None, memory_mib: int | None = None,
+             timeout_s: int | None = None, stage_retries: int = 0) -> StageOptions:
+        return StageOptions(gpu=gpu, cpu=cpu, memory_mib=memory_mib, timeout_s=timeout_s or _minutes(backend, stage),
+                            retries=stage_retries, secrets=secret_names(config, stage))
+
+    return {
+        "prepare": opts("prepare", None, **CPU_STAGE),
+        "preprocess": opts("preprocess", None, **CPU_STAGE),
+        "train": opts("train", train_gpu, timeout_s=int(timeout_h * 3600), stage_retries=retries),
+        "merge": (opts("merge", merge_gpu) if merge_gpu else
+                  opts("merge", None, cpu=8.0, memory_mib=int(memory_gib * 1024))),
+        "eval": opts("eval", eval_gpu),
+    }
+
+
+def max_parallel(config: dict[str, Any]) -> int:
+    value = _backend(config).get("max_parallel")
+    if not isinstance(value, int) or value < 1:
+        raise UserError(f"backend.max_parallel must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def poll_seconds(config: dict[str, Any]) -> float:
+    return float(_backend(config).get("poll_s") or 15)
+
+
+# -- jobs that can share work --------------------------------------------------------------------
+# prepare fetches the base model into the shared "pretrained" Volume: one job per model goes first.
+MODEL_KEYS = ("base_model", "base_model_config", "tokenizer_config", "revision_of_model")
+# axolotl keys its prepared data by a hash of datasets + tokenizer + sequence settings (see
+# axolotl.utils.data.shared.generate_dataset_hash_from_config); this is a superset of those inputs, so
+# jobs with the same key are sure to find each other's prepared data.
+PREPROCESS_KEYS = MODEL_KEYS + (
+    "tokenizer_type", "tokenizer_use_fast", "tokenizer_legacy", "datasets", "test_datasets", "val_set_size",
+    "dataset_prepared_path", "sequence_len", "sample_packing", "eval_sample_packing", "group_by_length",
+    "kd_temperature", "dataset_exact_deduplication", "seed", "shuffle_merged_datasets", "added_tokens_overrides",
+    "chat_template", "chat_template_jinja", "chat_template_kwargs", "default_system_message", "eot_tokens",
+    "sample_packing_bin_size", "sample_packing_group_size", "sample_packing_sequentially", "special_tokens",
+    "tokens", "train_on_inputs", "dataset_processes", "skip_prepare_dataset", "pretraining_dataset",
+)
+
+
+def _key(config: dict[str, Any], keys: tuple[str, ...], extra: Any = None) -> str:
+    picked = {k: config.get(k) for k in keys}
+    text = json.dumps([picked, extra], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_key(config: dict[str, Any]) -> str:
+    return _key(config, MODEL_KEYS, (config.get("model_spec") or {}).get("build"))
+
+
+def preprocess_key(config: dict[str, Any]) -> str:
+    return _key(config, PREPROCESS_KEYS, config.get("dataset"))
+
+
+def enabled_stages(config: dict[str, Any]) -> dict[str, bool]:
+    enabled = config.get("stages") or {}
+    return {stage: bool(enabled.get(stage, True)) for stage in STAGES}

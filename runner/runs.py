@@ -1,0 +1,189 @@
+"""`python -m runner.runs list | show RUN | sync [RUN ...]` — the runs under a runs root, local or Modal.
+
+  list   one line per run: id, state, backend, model/adapter/gpu, train loss, eval, GPU-hours, cost
+  show   one run: its overrides, stages, metrics and where its files are
+  sync   copy Modal runs' records and logs back from the runs Volume (all unfinished runs, or those named)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from runner.backends.modal_records import FINAL_STATES, gpu_usage, modal_record, pull_run
+from runner.errors import UserError, did_you_mean, unknown
+from runner.records import read_json
+from runner.report import loss_line
+from runner.runfolder import RunFolder
+
+USAGE = """usage: python -m runner.runs [--runs-root DIR] list | show RUN | sync [RUN ...]
+
+  list          every run under the runs root (default ./runs), newest last
+  show RUN      one run's overrides, stages, metrics and files (RUN: its id, or a unique prefix)
+  sync [RUN]    copy Modal runs' status, metrics, configs and logs back from the runs Volume
+"""
+
+
+def run_folders(root: Path) -> list[RunFolder]:
+    if not root.is_dir():
+        return []
+    return [RunFolder(p) for p in sorted(root.iterdir()) if (p / "job.json").is_file()]
+
+
+def find_run(root: Path, name: str) -> RunFolder:
+    folders = run_folders(root)
+    ids = [f.run_id for f in folders]
+    matches = [f for f in folders if f.run_id == name] or [f for f in folders if f.run_id.startswith(name)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UserError(f"run '{name}' is ambiguous: {', '.join(f.run_id for f in matches[:5])}")
+    if not ids:
+        raise UserError(f"no runs under {root} (set --runs-root DIR)")
+    hint = did_you_mean(name, ids) or " (see `python -m runner.runs list`)"
+    raise UserError(f"no run '{name}' under {root}{hint}")
+
+
+def backend_of(folder: RunFolder) -> str:
+    job = read_json(folder.path / "job.json", {})
+    return (job.get("compute") or {}).get("backend") or ("modal" if modal_record(folder.path) else "local")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
+def eval_metric(metrics: dict[str, Any]) -> str:
+    """The eval stage's headline figure for the tuned model, else the trainer's last eval loss."""
+    tuned = ((metrics.get("eval") or {}).get("tuned") or {}) if isinstance(metrics.get("eval"), dict) else {}
+    for source in (tuned, metrics):
+        for key in ("execution_accuracy", "exact_match"):
+            if isinstance(source.get(key), (int, float)):
+                return f"{key} {source[key]:.3f}"
+    last = (metrics.get("eval_loss") or {}).get("last")
+    return f"eval_loss {last:.3f}" if isinstance(last, (int, float)) else "-"
+
+
+def summary_row(folder: RunFolder) -> list[str]:
+    job, status, metrics = read_json(folder.path / "job.json", {}), folder.status(), folder.metrics()
+    choices = job.get("choices") or {}
+    state = status.get("state", "unknown")
+    if state == "failed" and status.get("failed_stage"):
+        state = f"failed ({status['failed_stage']})"
+    gpu_hours, cost = gpu_usage(folder.path)
+    return [folder.run_id, state, backend_of(folder),
+            "/".join(str(choices.get(g) or "-") for g in ("model", "adapter", "gpu")),
+            _fmt((metrics.get("train_loss") or {}).get("last")), eval_metric(metrics),
+            _fmt(gpu_hours, 2), f"${cost:.2f}" if cost is not None else "-"]
+
+
+def table(rows: list[list[str]]) -> str:
+    headers = ["run", "state", "backend", "model/adapter/gpu", "train loss", "eval", "GPU-h", "cost"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows])
+
+
+def list_runs(root: Path) -> str:
+    folders = run_folders(root)
+    return table([summary_row(f) for f in folders]) if folders else f"no runs under {root}"
+
+
+def show_run(folder: RunFolder) -> str:
+    job, status, metrics = read_json(folder.path / "job.json", {}), folder.status(), folder.metrics()
+    lines = [f"run {folder.run_id}  {status.get('state', 'unknown')}  (backend {backend_of(folder)})",
+             f"  overrides   {' '.join(job.get('overrides') or []) or '(defaults)'}"]
+    compute = job.get("compute") or {}
+    if compute:
+        lines.append(f"  compute     gpu={compute.get('gpu_string') or 'CPU'}  processes={compute.get('processes')}")
+    for stage, entry in status.get("stages", {}).items():
+        extra = entry.get("reason") or entry.get("error") or ""
+        lines.append(f"  {stage:<11} {entry.get('state', '?'):<10}{entry.get('started', '')[:19]:<21}{extra}")
+    for label, key in (("train loss", "train_loss"), ("eval loss", "eval_loss")):
+        if loss_line(metrics, key):
+            lines.append(f"  {label:<11} {loss_line(metrics, key)}")
+    gpu_hours, cost = gpu_usage(folder.path)
+    if gpu_hours is not None:
+        lines.append(f"  GPU-hours   {gpu_hours:.2f}" + (f"  (~${cost:.2f})" if cost is not None else ""))
+    lines.append(f"  records     {folder.path}  (config.yml, metrics.json, logs/)")
+    record = modal_record(folder.path)
+    if record:
+        lines.append(f"  weights     runs Volume '{record.get('runs_volume')}': /{folder.run_id}/outputs "
+                     f"(modal volume get {record.get('runs_volume')} /{folder.run_id}/outputs/merged)")
+        lines.append(f"  modal       app '{record.get('app')}', sweep call {record.get('call_id')}")
+    return "\n".join(lines)
+
+
+def sync(root: Path, names: list[str]) -> str:
+    """Pull Modal runs back: the named ones, or every Modal run not yet finished locally."""
+    if names:
+        folders = [find_run(root, name) for name in names]
+        not_modal = [f.run_id for f in folders if not modal_record(f.path)]
+        if not_modal:
+            raise UserError(f"run {not_modal[0]} ran locally: nothing to sync")
+    else:
+        folders = [f for f in run_folders(root) if modal_record(f.path) and f.status().get("state") not in FINAL_STATES]
+    if not folders:
+        return "nothing to sync: every Modal run is finished here (name one to pull it again)"
+    from runner.backends.modal_launcher import require_credentials
+
+    require_credentials()
+    import modal
+
+    volumes: dict[str, Any] = {}
+    for folder in folders:
+        record = modal_record(folder.path) or {}
+        name = record["runs_volume"]
+        volume = volumes.setdefault(name, modal.Volume.from_name(name))
+        pull_run(volume, folder.run_id, folder.path)
+        if folder.status().get("state") not in FINAL_STATES and sweep_ended(record.get("call_id")):
+            folder.set_state("failed", error="the sweep on Modal ended without finishing this run")
+    return table([summary_row(f) for f in folders])
+
+
+def sweep_ended(call_id: str | None) -> bool:
+    """True once the sweep function has returned or failed (then no run of it is still going)."""
+    if not call_id:
+        return False
+    import modal
+
+    try:
+        modal.FunctionCall.from_id(call_id).get(timeout=0)
+    except TimeoutError:
+        return False
+    except Exception:  # noqa: BLE001 - the sweep itself failed or its result expired: it is over either way
+        return True
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    root = Path("runs")
+    try:
+        if args[0] == "--runs-root":
+            if len(args) < 3:
+                raise UserError("--runs-root needs a folder and a command")
+            root, args = Path(args[1]), args[2:]
+        command, rest = args[0], args[1:]
+        if command == "list" and not rest:
+            print(list_runs(root))
+        elif command == "show" and len(rest) == 1:
+            print(show_run(find_run(root, rest[0])))
+        elif command == "sync":
+            print(sync(root, rest))
+        elif command in ("list", "show"):
+            raise UserError(f"usage: python -m runner.runs {command}" + (" RUN" if command == "show" else ""))
+        else:
+            raise unknown("command", command, ["list", "show", "sync"])
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
