@@ -1,21 +1,198 @@
-"""eval: score the tuned model on the held-out split (placeholder until runner.evals lands)."""
+"""eval: the base and the tuned model on the same held-out split, with the same prompts, greedy.
+
+For text-to-SQL data (dataset.format sqlqa) both models answer every held-out question; the answers are
+scored for normalised exact match and execution accuracy (runner.evals.sql, the same code as
+`python -m runner.evals.sql`) and saved to eval/predictions-{base,tuned}.jsonl. For every format the eval
+loss and perplexity of both models on the held-out split are measured. Results go to metrics.json:
+
+    eval:          {split, n, engine, seconds, base: {...}, tuned: {...}}
+    summary_lines: [[label, "base → tuned"], ...]   (printed by the run summary)
+
+Runs as its own process (`python -m runner.stages.evaluate RUN_DIR`), so torch is imported only here.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.errors import UserError
+from runner.evals import generate, models
+from runner.evals.prompts import PromptTemplate, read_jsonl, tokenize_example, training_type
+from runner.evals.settings import EvalSettings
+from runner.records import write_text
 from runner.stages import python_module
+
+# metric key → summary label and digits, in the order the summary prints them (the run summary already
+# shows the trainer's eval loss; labels fit its 12-character column)
+SUMMARY = {"execution_accuracy": ("exec acc", 3), "exact_match": ("exact match", 3), "perplexity": ("perplexity", 2)}
 
 
 def command(run_dir: Path, config: dict[str, Any]) -> list[str]:
     return python_module("runner.stages.evaluate", str(run_dir))
 
 
-def main(run_dir: str) -> None:
-    print("eval: nothing beyond the trainer's eval loss yet")
+def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate base and tuned; returns the `eval` record (also written to metrics.json)."""
+    from runner.runfolder import RunFolder
+
+    started = time.monotonic()
+    settings = EvalSettings.from_config(config)
+    split = HeldOut.of(Path(run_dir), config, settings.limit)
+    if split.empty:
+        record = {"split": None, "n": 0, "note": "no held-out data: set dataset.test_path or val_set_size"}
+        RunFolder(Path(run_dir)).update_metrics(eval=record)
+        return record
+    engine = generate.choose_engine(settings.engine) if split.generates else None
+    variants = {"tuned": models.tuned_model(run_dir, config)}
+    if settings.base:
+        variants = {"base": models.base_model(config), **variants}
+
+    results: dict[str, Any] = {}
+    for variant, ref in variants.items():
+        print(f"eval: {variant} model {ref.describe()}", flush=True)
+        results[variant] = figures = _evaluate_model(Path(run_dir), variant, ref, split, settings, engine)
+        print(f"eval: {variant} " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+
+    record = {"split": split.name, "n": split.size, "engine": engine, **results,
+              "seconds": round(time.monotonic() - started, 1)}
+    if split.generates:
+        record["max_new_tokens"] = settings.max_new_tokens
+    RunFolder(Path(run_dir)).update_metrics(eval=record, summary_lines=summary_lines(record))
+    return record
+
+
+@dataclass
+class HeldOut:
+    """The held-out split: the dataset's test file (tokenized here for each model, with the training
+    template), or else axolotl's own tokenized eval split (other formats, val_set_size hold-outs)."""
+
+    config: dict[str, Any]
+    config_file: Path
+    records: list[dict[str, Any]]
+    template: PromptTemplate | None
+    limit: int | None
+    _axolotl: list | None = None
+
+    @classmethod
+    def of(cls, run_dir: Path, config: dict[str, Any], limit: int | None) -> HeldOut:
+        dataset = config.get("dataset") or {}
+        records = read_jsonl(dataset["test_path"], limit) if dataset.get("test_path") else []
+        template = PromptTemplate.from_config(config) if isinstance(training_type(config), dict) else None
+        if dataset.get("format") == "sqlqa" and template is None:
+            raise UserError("eval: sqlqa data needs a prompt format dict in datasets[0].type")
+        return cls(config, run_dir / "config.yml", records, template, limit)
+
+    @property
+    def generates(self) -> bool:
+        """Text-to-SQL answers are generated and scored; other data gets loss and perplexity only."""
+        return (self.config.get("dataset") or {}).get("format") == "sqlqa" and bool(self.records)
+
+    @property
+    def empty(self) -> bool:
+        return not self.records and not self.config.get("val_set_size") and not self.config.get("test_datasets")
+
+    @property
+    def name(self) -> str:
+        return "test" if self.records else "val"
+
+    @property
+    def size(self) -> int:
+        return len(self.records) if self.records else len(self._axolotl or [])
+
+    def examples(self, tokenizer: Any) -> list:
+        if self.template is not None and self.records:
+            sequence_len = int(self.config.get("sequence_len") or 2048)
+            on_inputs = bool(self.config.get("train_on_inputs"))
+            return [tokenize_example(tokenizer, self.template, r, sequence_len, on_inputs) for r in self.records]
+        if self._axolotl is None:
+            from runner.evals.loss import axolotl_eval_examples
+
+            self._axolotl = axolotl_eval_examples(self.config_file, self.limit)
+        return self._axolotl
+
+
+def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: HeldOut, settings: EvalSettings,
+                    engine_name: str | None) -> dict[str, Any]:
+    from runner.evals.loss import mean_token_loss
+
+    model, tokenizer = generate.load_model(ref)
+    examples = split.examples(tokenizer)
+    figures: dict[str, Any] = mean_token_loss(model, examples, tokenizer.pad_token_id, settings.batch_size)
+    figures["loss_n"] = len(examples)
+    if not split.generates or engine_name is None:
+        del model
+        generate.release()
+        return figures
+    gen = settings.generation("sqlqa")
+    assert split.template is not None
+    prompt_ids = [list(tokenizer(split.template.prompt(r))["input_ids"]) for r in split.records]
+    if engine_name == "transformers":
+        engine: generate.Engine = generate.TransformersEngine(model, tokenizer, gen)
+        del model
+    else:
+        del model
+        generate.release()   # vLLM loads its own copy: give the GPU memory back first
+        engine = generate.open_engine(engine_name, ref, gen)
+    started = time.monotonic()
+    try:
+        predictions = engine.generate(prompt_ids)
+    finally:
+        engine.close()
+    figures["generate_s"] = round(time.monotonic() - started, 1)
+    figures.update(_score(run_dir, variant, split.records, predictions, settings))
+    return figures
+
+
+def _score(run_dir: Path, variant: str, records: list[dict], predictions: list[str],
+           settings: EvalSettings) -> dict[str, Any]:
+    """Exact match and execution accuracy; the predictions are kept for `python -m runner.evals.sql`."""
+    from runner.evals.sql import score_records
+
+    scored = [{**r, "prediction": p} for r, p in zip(records, predictions)]
+    write_text(Path(run_dir) / "eval" / f"predictions-{variant}.jsonl",
+               "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in scored))
+    scores = score_records(scored, settings.sql_time_limit_s)
+    return {key: scores[key] for key in ("exact_match", "execution_accuracy", "invalid_predictions", "gold_errors")}
+
+
+def summary_lines(record: dict[str, Any]) -> list[list[str]]:
+    """(label, "base → tuned") pairs for the run summary; tuned alone when the base was not evaluated."""
+    base, tuned = record.get("base") or {}, record.get("tuned") or {}
+    lines = []
+    for key, (label, digits) in SUMMARY.items():
+        if not isinstance(tuned.get(key), (int, float)):
+            continue
+        if isinstance(base.get(key), (int, float)):
+            lines.append([label, f"{base[key]:.{digits}f} → {tuned[key]:.{digits}f}  (base → tuned)"])
+        else:
+            lines.append([label, f"{tuned[key]:.{digits}f}  (tuned)"])
+    if lines:
+        lines.append(["eval split", f"{record['split']}, {record['n']} records"
+                      + (f", {record['engine']} greedy" if record.get("engine") else "")])
+    return lines
+
+
+def main(run_dir: str) -> int:
+    from runner.runfolder import RunFolder
+
+    folder = RunFolder(Path(run_dir))
+    try:
+        record = evaluate_run(folder.path, folder.composed())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    if record.get("note"):
+        print(f"eval: nothing to evaluate ({record['note']})")
+        return 0
+    print("\n".join(f"{label:<12}{value}" for label, value in summary_lines(record)))
+    print(f"eval: {record['seconds']} s", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    sys.exit(main(*sys.argv[1:]))

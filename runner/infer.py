@@ -1,0 +1,232 @@
+"""`python -m runner.infer run=RUN_ID prompt="..." [context="..."]` — answer from a run's model.
+
+The prompt is rendered with the run's own training template (for sqlqa: `prompt` is the question and
+`context` the CREATE TABLE statements), so the model sees what it was trained on. Local runs load the
+merged model (or base + adapter) here; Modal runs are answered by `runner.serve.complete` on Modal, which
+runs this same code next to the weights on the runs Volume.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import UserError, unknown
+
+USAGE = """usage: python -m runner.infer run=RUN_ID prompt="..." [context="..."] [key=value ...]
+       python -m runner.infer run=RUN_ID interactive=true
+
+  run             the run id (or a unique prefix) under runs_root
+  prompt          the question / instruction; rendered with the run's training template
+  context         sqlqa runs: the CREATE TABLE statements (the template's input field)
+  interactive     true: a prompt loop (`:context TEXT` sets the context, `:quit` or Ctrl-D leaves)
+  runs_root       where run folders are (default ./runs)
+  model           tuned (default) or base
+  max_new_tokens  default 128
+  engine          auto (default) | vllm | transformers
+  raw             true: send `prompt` to the model as is, without the template
+"""
+
+KEYS = ("run", "prompt", "context", "interactive", "runs_root", "model", "max_new_tokens", "engine", "raw")
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+@dataclass(frozen=True)
+class Question:
+    prompt: str
+    context: str | None = None
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    model: str = "tuned"
+    max_new_tokens: int = 128
+    engine: str = "auto"
+    raw: bool = False
+
+
+# ---- arguments ----------------------------------------------------------------------------------
+def parse_args(argv: list[str]) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise UserError(f"expected key=value, got '{arg}' (see --help)")
+        if key not in KEYS:
+            raise unknown("setting", key, KEYS)
+        args[key] = value
+    return args
+
+
+def _flag(args: dict[str, str], key: str) -> bool:
+    value = args.get(key, "false").lower()
+    if value not in TRUE + FALSE:
+        raise UserError(f"{key} must be true or false, got '{args[key]}'")
+    return value in TRUE
+
+
+def options_from(args: dict[str, str]) -> InferOptions:
+    model = args.get("model", "tuned")
+    if model not in ("tuned", "base"):
+        raise unknown("model", model, ("tuned", "base"))
+    try:
+        max_new_tokens = int(args.get("max_new_tokens", "128"))
+    except ValueError:
+        raise UserError(f"max_new_tokens must be a whole number, got '{args['max_new_tokens']}'") from None
+    if max_new_tokens < 1:
+        raise UserError("max_new_tokens must be at least 1")
+    from runner.evals.generate import ENGINES
+
+    engine = args.get("engine", "auto")
+    if engine not in ENGINES:
+        raise unknown("engine", engine, ENGINES)
+    return InferOptions(model=model, max_new_tokens=max_new_tokens, engine=engine, raw=_flag(args, "raw"))
+
+
+# ---- prompts ------------------------------------------------------------------------------------
+def render(config: dict[str, Any], question: Question, raw: bool, tokenizer: Any = None) -> tuple[str, bool]:
+    """(prompt text, whether the tokenizer adds its special tokens) for the run's training format."""
+    from runner.evals.prompts import PromptTemplate, training_type
+
+    if raw:
+        return question.prompt, True
+    type_ = training_type(config)
+    if isinstance(type_, dict):
+        template = PromptTemplate.from_type(type_)
+        return template.prompt({template.field_instruction: question.prompt,
+                                template.field_input: question.context or ""}), True
+    if question.context:
+        raise UserError(f"context= needs a template with an input field; this run's format is '{type_}'")
+    base_type, _, style = str(type_).partition(":")
+    if base_type == "completion":
+        return question.prompt, True
+    if base_type == "alpaca":
+        from axolotl.prompters import AlpacaPrompter
+
+        return next(AlpacaPrompter(style or None).build_prompt(question.prompt)), True
+    if base_type == "chat_template" and tokenizer is not None:
+        messages = [{"role": "user", "content": question.prompt}]
+        # the template writes BOS itself where the model wants one
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), False
+    raise UserError(f"no prompt template for dataset type '{type_}': pass raw=true to send the prompt as is")
+
+
+# ---- answering ----------------------------------------------------------------------------------
+class Answerer:
+    """A run's model loaded once, answering questions with the run's template and stop strings."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], options: InferOptions):
+        import os
+
+        from runner.evals import generate, models
+        from runner.evals.settings import EvalSettings
+        from runner.stages import stage_env
+
+        os.environ.update(stage_env(config))   # the runner's model cache, offline, like the stages
+        self.config, self.options = config, options
+        ref = models.tuned_model(run_dir, config) if options.model == "tuned" else models.base_model(config)
+        data_format = (config.get("dataset") or {}).get("format")
+        settings = EvalSettings.from_config(config).generation(data_format)
+        self.generation = generate.GenerationSettings(max_new_tokens=options.max_new_tokens,
+                                                      batch_size=settings.batch_size, stop=settings.stop)
+        self.engine = generate.open_engine(generate.choose_engine(options.engine), ref, self.generation)
+
+    def answer(self, questions: list[Question]) -> list[str]:
+        tokenizer = self.engine.tokenizer
+        ids = []
+        for question in questions:
+            text, special = render(self.config, question, self.options.raw, tokenizer)
+            ids.append(list(tokenizer(text, add_special_tokens=special)["input_ids"]))
+        return [a.strip() for a in self.engine.generate(ids)]
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def answer_remotely(run_id: str, questions: list[Question], options: InferOptions) -> list[str]:
+    """A Modal run: `runner.serve.complete` answers next to its weights (see runner/serve.py)."""
+    from runner.serve import complete_remotely
+
+    return complete_remotely(run_id, [asdict(q) for q in questions], asdict(options))
+
+
+def is_modal_run(folder: Any) -> bool:
+    from runner.runs import backend_of
+
+    return backend_of(folder) == "modal"
+
+
+# ---- command line -------------------------------------------------------------------------------
+def interactive(ask: Any, sql: bool, context: str | None) -> None:
+    print("type a prompt" + (" (`:context CREATE TABLE ...` sets the schema)" if sql else "")
+          + "; `:quit` or Ctrl-D leaves", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            print(file=sys.stderr)
+            return
+        if line in (":quit", ":q", ":exit"):
+            return
+        if line.startswith(":context"):
+            context = line[len(":context"):].strip() or None
+            print(f"context: {context or '(none)'}", file=sys.stderr)
+        elif line:
+            print(ask(Question(line, context)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0 if argv else 2
+    answerer = None
+    try:
+        args = parse_args(argv)
+        if "run" not in args:
+            raise UserError("run=RUN_ID is required (see `python -m runner.runs list`)")
+        loop = _flag(args, "interactive")
+        if not loop and not args.get("prompt"):
+            raise UserError('prompt="..." is required (or interactive=true)')
+        options = options_from(args)
+        from runner.runs import find_run, run_folders
+
+        root = Path(args.get("runs_root", "runs"))
+        if not run_folders(root):
+            raise UserError(f"no runs under {root} (set runs_root=DIR)")
+        folder = find_run(root, args["run"])
+        config = folder.composed()
+        question = Question(args.get("prompt", ""), args.get("context") or None)
+        if is_modal_run(folder):
+            def ask(q: Question) -> str:
+                return answer_remotely(folder.run_id, [q], options)[0]
+        else:
+            from runner.evals.models import tuned_model
+
+            if options.model == "tuned":
+                tuned_model(folder.path, config)   # a missing model is a one-line error before torch loads
+            answerer = Answerer(folder.path, config, options)
+
+            def ask(q: Question) -> str:
+                return answerer.answer([q])[0]
+
+        if loop:
+            interactive(ask, (config.get("dataset") or {}).get("format") == "sqlqa", question.context)
+        else:
+            print(ask(question))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        if answerer is not None:
+            answerer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Generation engines: vLLM only where it can run, else transformers; the same prompts and stops either way."""
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from runner.errors import UserError
+from runner.evals import generate
+from runner.evals.generate import GenerationSettings, ModelRef, TransformersEngine, choose_engine, cut_at_stop
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from test_eval_stage import build_tiny  # noqa: E402
+
+PROMPTS = ["[INST] How many cars are there? [/INST] ", "[INST] List the names [/INST] ", "SELECT"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+def availability(monkeypatch, vllm: bool, gpu: bool):
+    monkeypatch.setattr(generate, "vllm_available", lambda: vllm)
+    monkeypatch.setattr(generate, "gpu_available", lambda: gpu)
+
+
+@pytest.mark.parametrize("vllm, gpu, engine", [
+    (False, False, "transformers"),   # this machine: no vllm, no GPU
+    (True, False, "transformers"),    # vllm installed but no GPU
+    (False, True, "transformers"),    # a GPU without vllm
+    (True, True, "vllm"),
+])
+def test_auto_picks_vllm_only_when_installed_and_a_gpu_is_present(monkeypatch, vllm, gpu, engine):
+    availability(monkeypatch, vllm, gpu)
+    assert choose_engine("auto") == engine
+    assert choose_engine("transformers") == "transformers"
+
+
+def test_asking_for_vllm_where_it_cannot_run_is_a_user_error(monkeypatch):
+    availability(monkeypatch, False, True)
+    with pytest.raises(UserError, match="vllm is not installed"):
+        choose_engine("vllm")
+    availability(monkeypatch, True, False)
+    with pytest.raises(UserError, match="no GPU"):
+        choose_engine("vllm")
+    with pytest.raises(UserError, match="unknown eval engine 'tgi'"):
+        choose_engine("tgi")
+
+
+def test_this_machine_really_falls_back():
+    assert generate.vllm_available() is False   # not installed here
+    assert choose_engine("auto") == "transformers"
+
+
+def test_importing_the_engine_module_stays_torch_free():
+    code = "import sys, runner.evals.generate, runner.stages.evaluate, runner.infer; " \
+           "print(sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("text, cut", [
+    ("[SQL] SELECT 1 [/SQL] and more [/SQL]", "[SQL] SELECT 1 [/SQL]"),
+    ("no stop here", "no stop here"),
+    ("a ### b [/SQL]", "a ###"),
+])
+def test_cut_at_stop_keeps_the_earliest_stop_string(text, cut):
+    assert cut_at_stop(text, ("[/SQL]", "###")) == cut
+
+
+def test_single_token_stops_end_like_eos_and_longer_ones_use_stop_strings(tiny_model):
+    model, tokenizer = generate.load_model(ModelRef(str(tiny_model)))
+    engine = TransformersEngine(model, tokenizer, GenerationSettings(stop=("[/SQL]", "END OF ANSWER")))
+    assert tokenizer.convert_tokens_to_ids("[/SQL]") in engine.eos_ids and tokenizer.eos_token_id in engine.eos_ids
+    assert engine.stop_strings == ["END OF ANSWER"]
+
+
+def test_batched_left_padded_generation_equals_one_prompt_at_a_time(tiny_model):
+    model, tokenizer = generate.load_model(ModelRef(str(tiny_model)))
+    ids = [tokenizer(p)["input_ids"] for p in PROMPTS]
+    one = TransformersEngine(model, tokenizer, GenerationSettings(max_new_tokens=6, batch_size=1)).generate(ids)
+    batched = TransformersEngine(model, tokenizer, GenerationSettings(max_new_tokens=6, batch_size=3)).generate(ids)
+    assert batched == one and len(one) == 3 and all(isinstance(t, str) and t for t in one)
+
+
+def fake_vllm(monkeypatch, completions: list[str]) -> dict:
+    """A stand-in `vllm` package that records what the engine sends it."""
+    seen: dict = {}
+
+    class LLM:
+        def __init__(self, **options):
+            seen["options"] = options
+
+        def generate(self, prompts, params, use_tqdm=True, lora_request=None):
+            seen.update(prompts=prompts, params=params, lora=lora_request)
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t)]) for t in completions]
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    return seen
+
+
+def test_vllm_engine_gets_the_same_prompt_ids_greedy_and_the_same_stops(monkeypatch, tiny_model):
+    seen = fake_vllm(monkeypatch, ["[SQL] SELECT 1 [/SQL]", "[SQL] SELECT 2 [/SQL] extra [/SQL]"])
+    settings = GenerationSettings(max_new_tokens=12, stop=("[/SQL]",))
+    engine = generate.open_engine("vllm", ModelRef(str(tiny_model)), settings)
+    ids = [engine.tokenizer(p)["input_ids"] for p in PROMPTS[:2]]
+    assert engine.generate(ids) == ["[SQL] SELECT 1 [/SQL]", "[SQL] SELECT 2 [/SQL]"]
+    assert [p["prompt_token_ids"] for p in seen["prompts"]] == ids
+    params = seen["params"]
+    assert (params.temperature, params.max_tokens, params.stop, params.include_stop_str_in_output) == (
+        0.0, 12, ["[/SQL]"], True)
+    assert seen["options"]["model"] == str(tiny_model) and seen["lora"] is None

@@ -1,0 +1,164 @@
+"""The eval stage on a real (tiny, random) model: base and tuned figures, predictions, summary lines.
+
+Also home of `build_tiny` and `make_run`, which test_infer.py and test_serve.py import: a run folder
+created from a composed config, with the tiny model as its "tuned" weights.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runner.errors import UserError
+from runner.evals.settings import EvalSettings
+from runner.runfolder import RunFolder
+from runner.stages import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SPEC = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())["model_spec"]
+QUICK = {"limit": 6, "max_new_tokens": 8, "batch_size": 4}
+
+
+def build_tiny(target: Path) -> Path:
+    from runner.models import tiny
+
+    return tiny.build(target, TINY_SPEC)
+
+
+def make_run(plan, root: Path, base_model: Path, *overrides: str, eval_settings: dict | None = None,
+             tuned: str = "merged", run_id: str = "run-1") -> RunFolder:
+    """A run folder as the pipeline creates it; tuned: "merged" (a copy of the base), "adapter" or "none"."""
+    job = plan(f"runs_root={root}", f"base_model={base_model}", *overrides).for_run(run_id)
+    job.config["eval"] = dict(eval_settings or {})
+    folder = RunFolder.create(job)
+    if tuned == "merged":
+        shutil.copytree(base_model, folder.merged)
+    elif tuned == "adapter":
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(base_model)
+        # fresh LoRA weights are a no-op (B = 0): tuned must score exactly like base
+        get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"])).save_pretrained(folder.outputs)
+    return folder
+
+
+def keep_environ(monkeypatch) -> None:
+    """runner.infer.Answerer sets the stage environment (model cache, offline) in its process: undo it after."""
+    from runner.stages import stage_env
+
+    for key in stage_env({"cache_dir": "unused"}, offline=True):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+def test_sqlqa_run_gets_base_and_tuned_figures_predictions_and_summary(plan, tmp_path, tiny_model):
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings=QUICK)
+    assert evaluate.main(str(folder.path)) == 0
+    metrics = folder.metrics()
+    record = metrics["eval"]
+    assert (record["split"], record["n"], record["engine"]) == ("test", 6, "transformers")
+    for variant in ("base", "tuned"):
+        figures = record[variant]
+        assert 0 <= figures["exact_match"] <= 1 and 0 <= figures["execution_accuracy"] <= 1
+        assert figures["eval_loss"] > 0 and figures["perplexity"] > 1 and figures["loss_n"] == 6
+    # the same weights under both names: the same figures, so prompts and decoding are the same too
+    same = ("exact_match", "execution_accuracy", "eval_loss", "invalid_predictions")
+    assert {k: record["base"][k] for k in same} == {k: record["tuned"][k] for k in same}
+    labels = [label for label, _ in metrics["summary_lines"]]
+    assert labels == ["exec acc", "exact match", "perplexity", "eval split"]
+    assert "(base → tuned)" in dict(metrics["summary_lines"])["exec acc"]
+
+    base_file = folder.path / "eval" / "predictions-base.jsonl"
+    lines = [json.loads(line) for line in base_file.read_text().splitlines()]
+    assert len(lines) == 6 and all({"question", "context", "answer", "prediction"} <= set(r) for r in lines)
+    rescored = subprocess.run([sys.executable, "-m", "runner.evals.sql", str(base_file)], capture_output=True,
+                              text=True, cwd=ROOT, check=True)
+    assert json.loads(rescored.stdout)["execution_accuracy"] == record["base"]["execution_accuracy"]
+
+
+def test_tuned_adapter_without_merge_is_evaluated_as_base_plus_adapter(plan, tmp_path, tiny_model):
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings={**QUICK, "limit": 3}, tuned="adapter")
+    record = evaluate.evaluate_run(folder.path, folder.composed())
+    assert record["tuned"]["eval_loss"] == pytest.approx(record["base"]["eval_loss"], rel=1e-4)
+    assert record["tuned"]["exact_match"] == record["base"]["exact_match"]
+
+
+def test_base_can_be_skipped(plan, tmp_path, tiny_model):
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings={**QUICK, "limit": 2, "base": False})
+    record = evaluate.evaluate_run(folder.path, folder.composed())
+    assert "base" not in record and "tuned" in record
+    assert all(value.endswith("(tuned)") for label, value in folder.metrics()["summary_lines"] if label != "eval split")
+
+
+def test_other_formats_get_loss_and_perplexity_on_axolotls_eval_split(plan, tmp_path, tiny_model, monkeypatch):
+    from runner.evals import loss
+
+    data = ROOT / "tests" / "data" / "completion.jsonl"
+    folder = make_run(plan, tmp_path, tiny_model, "dataset=completion", f"dataset.path={data}",
+                      eval_settings={"limit": 4})
+    calls = []
+
+    def eval_split(config_file, limit):   # axolotl's prepared eval split, as the preprocess stage leaves it
+        calls.append((config_file, limit))
+        return [([1, 40, 41, 42, 43], [-100, 40, 41, 42, 43]), ([1, 50, 51], [-100, -100, 51])]
+
+    monkeypatch.setattr(loss, "axolotl_eval_examples", eval_split)
+    record = evaluate.evaluate_run(folder.path, folder.composed())
+    assert calls == [(folder.config_file, 4)]   # loaded once for both models
+    assert record["split"] == "val" and record["n"] == 2 and record["engine"] is None
+    assert "exact_match" not in record["tuned"] and record["tuned"]["perplexity"] > 1
+    assert not (folder.path / "eval").exists()
+    assert [label for label, _ in folder.metrics()["summary_lines"]] == ["perplexity", "eval split"]
+
+
+def test_missing_tuned_model_is_a_one_line_error(plan, tmp_path, tiny_model, capsys):
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings=QUICK, tuned="none")
+    assert evaluate.main(str(folder.path)) == 2
+    assert capsys.readouterr().err.startswith("error: run run-1 has no merged model")
+
+
+def test_eval_settings_defaults_and_errors():
+    settings = EvalSettings.from_config({})
+    assert (settings.engine, settings.max_new_tokens, settings.base) == ("auto", 64, True)
+    assert settings.generation("sqlqa").stop == ("[/SQL]",) and settings.generation("alpaca").stop == ()
+    assert EvalSettings.from_config({"eval": {"stop": ["###"]}}).generation("sqlqa").stop == ("###",)
+    with pytest.raises(UserError, match="unknown setting eval.max_new_token .*did you mean 'max_new_tokens'"):
+        EvalSettings.from_config({"eval": {"max_new_token": 8}})
+    with pytest.raises(UserError, match="eval.engine must be one of"):
+        EvalSettings.from_config({"eval": {"engine": "tgi"}})
+    with pytest.raises(UserError, match="eval.limit"):
+        EvalSettings.from_config({"eval": {"limit": 0}})
+
+
+def test_summary_lines_read_base_to_tuned():
+    record = {"split": "test", "n": 200, "engine": "transformers",
+              "base": {"execution_accuracy": 0.02, "exact_match": 0.0, "eval_loss": 7.5, "perplexity": 1808.0},
+              "tuned": {"execution_accuracy": 0.61, "exact_match": 0.59, "eval_loss": 0.26, "perplexity": 1.3}}
+    assert evaluate.summary_lines(record) == [
+        ["exec acc", "0.020 → 0.610  (base → tuned)"],
+        ["exact match", "0.000 → 0.590  (base → tuned)"],
+        ["perplexity", "1808.00 → 1.30  (base → tuned)"],
+        ["eval split", "test, 200 records, transformers greedy"],
+    ]
+
+
+def learning_gain(metrics: dict) -> float:
+    """Execution-accuracy points the tuned model gains over the base (acceptance: ≥ 0.30 on the default run)."""
+    record = metrics["eval"]
+    return record["tuned"]["execution_accuracy"] - record["base"]["execution_accuracy"]
+
+
+def test_no_held_out_data_is_reported_not_failed(plan, tmp_path, tiny_model, capsys):
+    data = ROOT / "tests" / "data" / "completion.jsonl"
+    folder = make_run(plan, tmp_path, tiny_model, "dataset=completion", f"dataset.path={data}", "val_set_size=0")
+    assert evaluate.main(str(folder.path)) == 0
+    assert folder.metrics()["eval"]["n"] == 0 and "nothing to evaluate" in capsys.readouterr().out
