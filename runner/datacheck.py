@@ -25,6 +25,7 @@ class DataFile:
     path: str
     records: int
     sha256: str
+    longest_record_chars: int
 
 
 def check_data_file(path: str | Path, data_format: str) -> DataFile:
@@ -44,7 +45,7 @@ def _check_unchanged_file(path_text: str, data_format: str, size: int, mtime_ns:
     if fields is None:
         raise UserError(f"dataset.format '{data_format}' is not one of {', '.join(REQUIRED_FIELDS)}")
     digest = hashlib.sha256()
-    records = 0
+    records = longest = 0
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             digest.update(raw)
@@ -56,9 +57,10 @@ def _check_unchanged_file(path_text: str, data_format: str, size: int, mtime_ns:
                 raise UserError(f"{path}:{number}: not valid JSON ({getattr(e, 'msg', e)})") from None
             _check_record(record, fields, data_format, f"{path}:{number}")
             records += 1
+            longest = max(longest, len(raw))
     if records == 0:
         raise UserError(f"dataset file is empty: {path}")
-    return DataFile(path=str(path), records=records, sha256=digest.hexdigest())
+    return DataFile(path=str(path), records=records, sha256=digest.hexdigest(), longest_record_chars=longest)
 
 
 def _check_record(record: Any, fields: tuple[str, ...], data_format: str, where: str) -> None:

@@ -13,10 +13,14 @@ from typing import Any
 
 GIB = 1024**3
 CUDA_OVERHEAD_GIB = 1.5      # context, cuBLAS workspaces, allocator slack
-FRAGMENTATION = 1.10
-# Bytes of activations saved per token per layer in 16-bit without checkpointing (attention scores
-# not materialised, as with flash/SDPA kernels): ~34·d, after Korthikanti et al. 2022.
-ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH = 34
+FRAGMENTATION = 1.05
+# Bytes of activations saved per token per layer in 16-bit without checkpointing, per unit of width
+# (attention scores not materialised, as with flash/SDPA kernels). Korthikanti et al. 2022 give ~34·d
+# for full training; LoRA with axolotl's kernels measured 25·d on an H100 (Llama-2-7B, bench/NOTES.md).
+ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH = 26
+# Logits in 16 and 32 bit, their gradient and the loss's softmax: ~24 bytes per token per vocab entry
+# (Llama-2-7B: 47 GiB active without a fused loss vs 40 GiB with Liger's fused linear cross-entropy).
+LOGIT_BYTES_PER_TOKEN_PER_VOCAB = 24
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,21 @@ def zero_stage(deepspeed: Any) -> tuple[int, bool]:
     return (int(zero.get("stage", 0)), offload)
 
 
-def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None) -> MemoryEstimate:
+# Characters per token of typical BPE tokenizers, on the low side so that rows are not underestimated.
+CHARS_PER_TOKEN = 3
+
+
+def row_tokens(config: dict[str, Any], longest_record_chars: int | None = None) -> int:
+    """Tokens in one row of a micro batch: the full sequence_len when packing or padding to it,
+    else the longest example (batches are padded to their longest row)."""
+    sequence_len = int(config.get("sequence_len") or 512)
+    if config.get("sample_packing") or config.get("pad_to_sequence_len") or not longest_record_chars:
+        return sequence_len
+    return min(sequence_len, longest_record_chars // CHARS_PER_TOKEN + 1)
+
+
+def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None,
+             longest_record_chars: int | None = None) -> MemoryEstimate:
     spec, gpu = config["model_spec"], config["gpu"]
     params = spec["params_b"] * 1e9
     on_cpu = gpu.get("modal") is None and not gpu.get("bf16")
@@ -87,7 +105,7 @@ def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None)
             weights = 0 if offload else weights / shard
         trainable = grads + optimizer
 
-    tokens = int(config.get("micro_batch_size") or 1) * int(config.get("sequence_len") or 512)
+    tokens = int(config.get("micro_batch_size") or 1) * row_tokens(config, longest_record_chars)
     d, layers = spec["hidden_size"], spec["num_layers"]
     checkpointing = config.get("gradient_checkpointing") if gradient_checkpointing is None else gradient_checkpointing
     if checkpointing is True:
@@ -96,7 +114,7 @@ def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None)
     else:
         activations = tokens * d * ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH * layers
     fused_ce = bool(config.get("liger_fused_linear_cross_entropy") or config.get("cut_cross_entropy"))
-    logits = 0 if fused_ce else tokens * spec["vocab_size"] * 4 * 2  # fp32 logits and their gradient
+    logits = 0 if fused_ce else tokens * spec["vocab_size"] * LOGIT_BYTES_PER_TOKEN_PER_VOCAB
 
     return MemoryEstimate(
         weights=weights / GIB,
@@ -107,5 +125,4 @@ def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None)
     )
 
 
-def fits(config: dict[str, Any], gradient_checkpointing: bool | None = None) -> bool:
-    return estimate(config, gradient_checkpointing).total <= config["gpu"]["memory_gib"]
+

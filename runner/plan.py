@@ -35,7 +35,7 @@ class Job:
     def for_run(self, run_id: str) -> Job:
         """The same job with its paths resolved for a real run id."""
         config = self.composed.resolve(run_id)
-        validate.resolve_gradient_checkpointing(config)
+        validate.resolve_memory_settings(config, self.data["train"].longest_record_chars)
         return Job(self.composed, config, self.compute, self.data)
 
 
@@ -43,13 +43,14 @@ def plan_job(overrides: JobOverrides) -> Job:
     composed = compose_job(overrides)
     config = composed.resolve(DRY_RUN_ID)
     choices = composed.choices
-    validate.resolve_gradient_checkpointing(config)
-    validate.check_axolotl_keys(split_config(config)[1])
-    validate.check_combination(config, choices)
-    validate.check_memory(config, choices)
     data = {"train": check_data_file(config["dataset"]["path"], config["dataset"]["format"])}
     if config["dataset"].get("test_path"):
         data["test"] = check_data_file(config["dataset"]["test_path"], config["dataset"]["format"])
+    longest = data["train"].longest_record_chars
+    validate.resolve_memory_settings(config, longest)
+    validate.check_axolotl_keys(split_config(config)[1])
+    validate.check_combination(config, choices)
+    validate.check_memory(config, choices, longest)
     avg_chars = _average_record_chars(data["train"])
     return Job(composed, config, compute_spec(config, data["train"].records, avg_chars), data)
 

@@ -32,6 +32,8 @@ def check_axolotl_keys(axolotl_config: dict[str, Any]) -> None:
         if key in top:
             continue
         if key in plugin_keys:
+            if not axolotl_config[key]:
+                continue  # a switched-off integration setting needs no plugin
             owners = plugin_keys[key]
             if not any(f"integrations.{owner}" in plugins for owner in owners):
                 plugin = keys["plugin_classes"].get(owners[0], f"axolotl.integrations.{owners[0]}")
@@ -119,15 +121,15 @@ def _multi_gpu_hint(gpu_name: str | None) -> str:
     return {"a100": "a100x2", "h100": "h100x2", "h200": "h200x8"}.get(gpu_name or "", "h100x2")
 
 
-def check_memory(config: dict[str, Any], choices: dict[str, str | None]) -> None:
+def check_memory(config: dict[str, Any], choices: dict[str, str | None], longest_record_chars: int | None = None) -> None:
     """Reject a model that cannot fit the chosen GPUs with the chosen adapter."""
-    est = memory.estimate(config)
+    est = memory.estimate(config, longest_record_chars=longest_record_chars)
     limit = config["gpu"]["memory_gib"]
     if est.total <= limit:
         return
     hint = []
     if config.get("gradient_checkpointing") is not True:
-        with_ckpt = memory.estimate(config, gradient_checkpointing=True)
+        with_ckpt = memory.estimate(config, gradient_checkpointing=True, longest_record_chars=longest_record_chars)
         if with_ckpt.total <= limit:
             hint.append("gradient_checkpointing=true")
     if config.get("adapter") != "qlora":
@@ -141,7 +143,37 @@ def check_memory(config: dict[str, Any], choices: dict[str, str | None]) -> None
     )
 
 
-def resolve_gradient_checkpointing(config: dict[str, Any]) -> None:
-    """`gradient_checkpointing: auto` → recompute activations only when the run would not fit otherwise."""
-    if config.get("gradient_checkpointing") == "auto":
-        config["gradient_checkpointing"] = not memory.fits(config, gradient_checkpointing=False)
+MICRO_BATCH_CHOICES = (64, 32, 16, 8, 4, 2, 1)
+# Leave room for what the memory model does not see (allocator peaks, compile workspaces).
+AUTO_HEADROOM = 0.9
+# Past ~16k tokens per micro batch a 7B step is already matmul-bound: Llama-2-7B LoRA ran 15.0k tok/s
+# at 4 x 4096 on an H100 but 13.2k at 8 x 4096 on an H200, where 122 of 141 GiB in use slowed the
+# allocator (bench/RESULTS.md). Bigger micro batches only add memory pressure.
+MAX_TOKENS_PER_MICRO_BATCH = 16384
+
+
+def resolve_memory_settings(config: dict[str, Any], longest_record_chars: int | None = None) -> None:
+    """Fill in `micro_batch_size: auto` and `gradient_checkpointing: auto` from the memory model.
+
+    Recomputing activations costs ~30 % more compute, so the largest micro batch that fits without
+    checkpointing wins; checkpointing is turned on only when not even a micro batch of 1 fits.
+    """
+    auto_batch = config.get("micro_batch_size") == "auto"
+    auto_ckpt = config.get("gradient_checkpointing") == "auto"
+    if not (auto_batch or auto_ckpt):
+        return
+    limit = config["gpu"]["memory_gib"] * AUTO_HEADROOM
+    checkpointing_options = (False, True) if auto_ckpt else (config.get("gradient_checkpointing") is True,)
+    row = memory.row_tokens(config, longest_record_chars)
+    batches = tuple(b for b in MICRO_BATCH_CHOICES if b == 1 or b * row <= MAX_TOKENS_PER_MICRO_BATCH) \
+        if auto_batch else (int(config["micro_batch_size"]),)
+    for checkpointing in checkpointing_options:
+        for batch in batches:
+            trial = {**config, "micro_batch_size": batch}
+            estimate = memory.estimate(trial, checkpointing, longest_record_chars)
+            if estimate.total <= limit:
+                config["micro_batch_size"], config["gradient_checkpointing"] = batch, checkpointing
+                return
+    # nothing fits: the smallest settings, so that check_memory reports the problem with its numbers
+    config["micro_batch_size"] = batches[-1]
+    config["gradient_checkpointing"] = checkpointing_options[-1]

@@ -1,0 +1,93 @@
+"""GPU training benchmark through the project's own train stage: composed config → axolotl.
+
+Compares, in one run on one machine, the seed's recipe with the project's default recipe for a `gpu`
+option (and the default on 2 GPUs through DDP for scaling), LoRA r16 on a random-init Llama-2-7B
+(throughput does not depend on weight values) on text-to-SQL data. Each recipe is planned, validated
+and written to a run folder exactly as `python -m runner` would, then the runner's preprocess and
+train stages run it; bench/throughput_plugin.py measures every optimizer step.
+
+On the GPU machine, from the repo root (see bench/RESULTS.md for the full procedure):
+    python3 bench/gpu_bench.py --gpu h100 --model /tmp/bench/llama7b-random --data /tmp/bench/sqlqa.jsonl \
+        --out $OUT/throughput.jsonl seed default ddp2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runner.compose import expand_overrides  # noqa: E402
+from runner.pipeline import StageFailed, run_stage  # noqa: E402
+from runner.plan import plan_job  # noqa: E402
+from runner.runfolder import RunFolder, new_run_id  # noqa: E402
+
+METER = "bench.throughput_plugin.ThroughputPlugin"
+DEFAULT_PLUGINS = ["axolotl.integrations.liger.LigerPlugin", "runner.integrations.varlen_sync.VarlenSyncPlugin"]
+# The seed's recipe (Modal's axolotl example): no packing, micro batch 32, activation checkpointing,
+# plain SDPA, no Liger. axolotl 0.19 turns its LoRA kernels on by itself, so they stay on here too.
+SEED = ["sample_packing=false", "pad_to_sequence_len=false", "micro_batch_size=32", "gradient_checkpointing=true",
+        "liger_rope=false", "liger_rms_norm=false", "liger_fused_linear_cross_entropy=false", f"plugins=[{METER}]"]
+
+
+def recipes(gpu: str) -> dict[str, list[str]]:
+    default_plugins = f"plugins=[{','.join(DEFAULT_PLUGINS + [METER])}]"
+    multi = {"h100": "h100x2", "h200": "h200x8"}.get(gpu, "h100x2")
+    return {
+        "seed": [f"gpu={gpu}", *SEED],
+        # gradient accumulation 2 on one GPU = the same samples per optimizer step as 2 GPUs × 1
+        "default": [f"gpu={gpu}", default_plugins, "gradient_accumulation_steps=2"],
+        "default_no_varlen_sync": [f"gpu={gpu}", f"plugins=[axolotl.integrations.liger.LigerPlugin,{METER}]",
+                                   "gradient_accumulation_steps=2"],
+        "ddp2": [f"gpu={multi}", "gpu.count=2", f"gpu.modal={multi.split('x')[0].upper()}:2", default_plugins,
+                 "gradient_accumulation_steps=1"],
+    }
+
+
+def run_recipe(name: str, overrides: list[str], common: list[str], runs_root: Path, out: Path) -> bool:
+    job = plan_job(expand_overrides([*common, *overrides, f"runs_root={runs_root}"], multirun=False)[0])
+    job = job.for_run(new_run_id(job.choices, name))
+    folder = RunFolder.create(job)
+    os.environ.update(BENCH_OUT=str(out), BENCH_RECIPE=name, BENCH_WARMUP="6",
+                      # one process must not see the second GPU (the HF Trainer would wrap it in DataParallel)
+                      CUDA_VISIBLE_DEVICES=",".join(str(i) for i in range(job.compute.processes)))
+    print(f"=== {name}: micro_batch_size={job.config['micro_batch_size']} gradient_checkpointing="
+          f"{job.config['gradient_checkpointing']} processes={job.compute.processes}", flush=True)
+    started = time.monotonic()
+    try:
+        for stage in ("preprocess", "train"):
+            run_stage(folder, stage)
+    except StageFailed as e:
+        print(f"{name} FAILED in {e.stage} (exit {e.returncode}):\n" + "\n".join(e.tail[-15:]), flush=True)
+        return False
+    print(f"{name}: {time.monotonic() - started:.0f} s", flush=True)
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gpu", default="h100")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--runs-root", default="/tmp/bench/runs")
+    parser.add_argument("names", nargs="+")
+    args = parser.parse_args()
+    common = ["model=llama2", f"base_model={args.model}", "special_tokens.pad_token='<unk>'",
+              f"dataset.path={args.data}", "dataset.test_path=null", "test_datasets=null", "val_set_size=0",
+              f"max_steps={args.steps}", "num_epochs=50", "warmup_ratio=0", "save_strategy=no",
+              "stages.prepare=false", "stages.merge=false", "stages.eval=false", "seed=0"]
+    table = recipes(args.gpu)
+    results = {name: run_recipe(name, table[name], common, Path(args.runs_root), Path(args.out)) for name in args.names}
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
