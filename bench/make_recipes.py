@@ -69,7 +69,7 @@ BASE = {
 
 NO_LIGER = {"plugins": ["bench.throughput_plugin.ThroughputPlugin"], "liger_rope": None,
             "liger_rms_norm": None, "liger_fused_linear_cross_entropy": None}
-NOSYNC = "bench.varlen_sync_plugin.VarlenSyncPlugin"
+NOSYNC = "runner.integrations.varlen_sync.VarlenSyncPlugin"
 COMPILE = {"torch_compile": True, "max_steps": 30}  # more warm-up steps for compilation
 
 # name: (prediction, delta on BASE)
