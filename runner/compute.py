@@ -45,13 +45,13 @@ class ComputeSpec:
         if self.max_cost_usd is not None:
             cost += f" (at most ${self.max_cost_usd:.2f} at the timeout)"
         return (f"backend={self.backend}  gpu={where}  processes={self.processes}  timeout={timeout}  "
-                f"est. train time ~{_hours(self.est_hours)}  est. cost {cost}")
+                f"est. train time {_hours(self.est_hours)}  est. cost {cost}")
 
 
 def _hours(h: float) -> str:
     if h < 1 / 60:
         return "<1 min"
-    return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
+    return f"~{h * 60:.0f} min" if h < 1 else f"~{h:.1f} h"
 
 
 def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: float) -> ComputeSpec:

@@ -59,3 +59,14 @@ def test_run_folder_holds_config_provenance_status_and_logs(default_run):
         assert entry["started"] <= entry["ended"]
         assert (run_dir / entry["log"]).stat().st_size > 0
     assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_tuned_model_beats_base_by_30_points_of_execution_accuracy(default_run):
+    result, run_dir = default_run
+    evaluation = json.loads((run_dir / "metrics.json").read_text())["eval"]
+    assert (evaluation["split"], evaluation["n"], evaluation["engine"]) == ("test", 200, "transformers")
+    base, tuned = evaluation["base"], evaluation["tuned"]
+    assert tuned["execution_accuracy"] - base["execution_accuracy"] >= 0.30, (base, tuned)
+    assert tuned["eval_loss"] < base["eval_loss"]
+    assert (run_dir / "eval" / "predictions-tuned.jsonl").is_file()
+    assert re.search(r"exec acc\s+0\.\d+ → 0\.\d+  \(base → tuned\)", result.stdout)

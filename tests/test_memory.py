@@ -1,0 +1,40 @@
+"""The memory model's automatic choices: largest micro batch without checkpointing, capped in tokens."""
+
+import pytest
+
+from runner import memory, validate
+from runner.errors import UserError
+
+
+def test_auto_picks_the_largest_micro_batch_that_fits_without_checkpointing(plan):
+    h100 = plan("model=llama2", "gpu=h100").config
+    assert (h100["micro_batch_size"], h100["gradient_checkpointing"]) == (4, False)
+    # 4 x 4096 tokens is the cap: the H200's extra memory does not buy a larger micro batch
+    assert plan("model=llama2", "gpu=h200").config["micro_batch_size"] == 4
+
+
+def test_auto_turns_checkpointing_on_only_when_nothing_fits_without(plan):
+    a10g = plan("model=llama3", "gpu=a10g", "adapter=qlora").config
+    assert a10g["gradient_checkpointing"] is True
+    assert memory.estimate(a10g).total <= a10g["gpu"]["memory_gib"]
+    assert not validate.resolve_memory_settings({**a10g, "micro_batch_size": 2, "gradient_checkpointing": False})
+
+
+def test_explicit_settings_are_kept_and_checked(plan):
+    job = plan("model=llama2", "gpu=h100", "micro_batch_size=2", "gradient_checkpointing=true")
+    assert (job.config["micro_batch_size"], job.config["gradient_checkpointing"]) == (2, True)
+    with pytest.raises(UserError, match=r"needs ~\d+ GiB per GPU but gpu=h100 has 80 GiB"):
+        plan("model=llama2", "gpu=h100", "micro_batch_size=64")
+
+
+def test_unpacked_rows_are_sized_by_the_longest_record_not_sequence_len():
+    config = {"sequence_len": 4096, "sample_packing": False, "pad_to_sequence_len": False}
+    assert memory.row_tokens(config, longest_record_chars=900) == 301
+    assert memory.row_tokens({**config, "sample_packing": True}, longest_record_chars=900) == 4096
+
+
+def test_zero3_shards_full_fine_tune_state_across_gpus(plan):
+    config = plan("model=mistral", "adapter=none", "gpu=h100x8", "deepspeed=zero3").config
+    sharded = memory.estimate(config)
+    one = memory.estimate({**config, "deepspeed": None})  # plain DDP: every GPU holds everything
+    assert sharded.trainable_state < one.trainable_state / 7 and sharded.weights < one.weights / 7
