@@ -48,7 +48,9 @@ def test_gpu_option_sets_precision_and_processes(plan):
     assert (t4.config["bf16"], t4.config["fp16"], t4.config["attn_implementation"]) == (False, True, "sdpa")
     a100x4 = plan("gpu=a100x4", "model=mistral")
     assert a100x4.compute.gpu_string == "A100-80GB:4" and a100x4.compute.processes == 4
-    assert (a100x4.config["bf16"], a100x4.config["attn_implementation"]) == (True, "flash_attention_2")
+    assert (a100x4.config["bf16"], a100x4.config["attn_implementation"], a100x4.config["sample_packing"]) == (True, "sdpa", True)
+    assert "axolotl.integrations.liger.LigerPlugin" in a100x4.config["plugins"]
+    assert isinstance(a100x4.config["micro_batch_size"], int)  # `auto` resolved by the memory model
     cpu = plan()
     assert cpu.compute.gpu_string is None and cpu.compute.processes == 1
     assert not any(cpu.config[k] for k in ("bf16", "fp16", "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"))
