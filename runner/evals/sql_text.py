@@ -1,0 +1,67 @@
+"""SQL text: the query inside [SQL] tags, its tokens, and a normal form for exact match."""
+
+from __future__ import annotations
+
+import re
+
+# --- text: extraction, tokens, normalisation ------------------------------------------
+
+_TAGGED = re.compile(r"\[SQL\](.*?)(?:\[/SQL\]|$)", re.S | re.I)
+NUMERIC = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+_CLOSE_ONLY = re.compile(r"^(.*?)\[/SQL\]", re.S | re.I)
+_TOKEN = re.compile(
+    r"""(?P<str>'(?:[^']|'')*'|"(?:[^"]|"")*")
+      | (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+      | (?P<ident>[A-Za-z_][A-Za-z_0-9$]*|`[^`]*`|\[[^\]]*\])
+      | (?P<op><=|>=|<>|!=|==|\|\||[-+*/%<>=(),.;])
+      | (?P<other>\S)""",
+    re.X,
+)
+
+
+def extract_sql(text: str) -> str:
+    """The query between [SQL] and [/SQL]; tolerates a missing tag or surrounding text."""
+    tagged = _TAGGED.search(text)
+    if tagged:
+        return tagged.group(1).strip()
+    close_only = _CLOSE_ONLY.search(text)
+    return (close_only.group(1) if close_only else text).strip()
+
+
+def sql_tokens(sql: str) -> list[tuple[str, str]]:
+    return [(m.lastgroup, m.group()) for m in _TOKEN.finditer(sql)]
+
+
+def literal_text(token: str) -> str:
+    quote = token[0]
+    return token[1:-1].replace(quote * 2, quote)
+
+
+def normalize_sql(query: str) -> str:
+    """A canonical spelling for exact match: case-folded outside literals, one space between
+    tokens, single-quoted literals (the dataset writes literals in double quotes too),
+    no trailing semicolon."""
+    words = []
+    for kind, text in sql_tokens(query):
+        if kind == "str":
+            words.append("'" + literal_text(text).replace("'", "''") + "'")
+        elif kind == "ident":
+            words.append(text.strip("`[]").lower())
+        elif text in ("!=", "=="):
+            words.append({"!=": "<>", "==": "="}[text])
+        else:
+            words.append(text.lower())
+    while words and words[-1] == ";":
+        words.pop()
+    return " ".join(words)
+
+
+def has_top_level_order_by(query: str) -> bool:
+    depth, previous = 0, ""
+    for kind, text in sql_tokens(query):
+        word = text.lower()
+        depth += {"(": 1, ")": -1}.get(word, 0)
+        if depth == 0 and previous == "order" and word == "by":
+            return True
+        previous = word if kind == "ident" else ""
+    return False
