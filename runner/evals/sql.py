@@ -24,8 +24,11 @@ import json
 import sys
 from collections import Counter
 
-from runner.evals.sql_database import QueryFailed, build_database, parse_schema, run_query  # noqa: F401 (public API)
-from runner.evals.sql_text import NUMERIC, has_top_level_order_by, extract_sql, normalize_sql  # noqa: F401
+from runner.evals.sql_database import QueryFailed, build_database, parse_schema, run_query
+from runner.evals.sql_text import NUMERIC, extract_sql, has_top_level_order_by, normalize_sql
+
+__all__ = ["extract_sql", "normalize_sql", "parse_schema", "build_database", "run_query", "QueryFailed",
+           "results_match", "score_record", "score_records", "main"]
 
 DEFAULT_TIME_LIMIT_S = 2.0
 FILLING_SEEDS = (0, 1)
