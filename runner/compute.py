@@ -12,6 +12,8 @@ from runner.errors import UserError, did_you_mean
 MODAL_GPU_TYPES = ("T4", "L4", "A10G", "L40S", "A100", "A100-40GB", "A100-80GB", "H100", "H200", "B200")
 MAX_GPUS = 8
 ASSUMED_MFU = 0.35           # for time estimates: typical LoRA fine-tuning utilisation
+# Container start, model load and tokenising before the first step, whatever the data size.
+FIXED_OVERHEAD_H = 5 / 60
 TOKENS_PER_RECORD_GUESS = 4  # characters per token when no tokenizer is loaded
 
 
@@ -69,6 +71,8 @@ def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: f
     flops_per_token = (4 if config.get("adapter") else 6) * params
     throughput = count * gpu["peak_tflops"] * 1e12 * ASSUMED_MFU
     est_hours = tokens * flops_per_token / throughput / 3600
+    if gpu.get("modal"):
+        est_hours += FIXED_OVERHEAD_H
     price = count * gpu["usd_per_hour"]
     timeout_h = backend.get("timeout_h")
     return ComputeSpec(
