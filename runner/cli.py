@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from runner.errors import UserError
+from runner.errors import UserError, report
 
 USAGE = """usage: python -m runner [--multirun|-m] [group=option ...] [key=value ...]
 
@@ -58,9 +58,5 @@ def main(argv: list[str] | None = None) -> int:
         from runner.backends import modal_launcher
 
         return modal_launcher.run_jobs(jobs)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except (UserError, KeyboardInterrupt) as e:
+        return report(e)

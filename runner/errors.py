@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 
 
@@ -24,3 +25,12 @@ def unknown(kind: str, word: str, options: Iterable[str]) -> UserError:
     if not hint and len(options) <= 20:
         hint = f" (choose from: {', '.join(options)})"
     return UserError(f"unknown {kind} '{word}'{hint}")
+
+
+def report(error: UserError | KeyboardInterrupt) -> int:
+    """Print the one line a command-line entry point shows for bad input or Ctrl-C; its exit code."""
+    if isinstance(error, KeyboardInterrupt):
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    print(f"error: {error}", file=sys.stderr)
+    return error.exit_code

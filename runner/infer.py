@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UserError, unknown
+from runner.errors import UserError, report, unknown
 
 USAGE = """usage: python -m runner.infer run=RUN_ID prompt="..." [context="..."] [key=value ...]
        python -m runner.infer run=RUN_ID interactive=true
@@ -216,12 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             interactive(ask, (config.get("dataset") or {}).get("format") == "sqlqa", question.context)
         else:
             print(ask(question))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except (UserError, KeyboardInterrupt) as e:
+        return report(e)
     finally:
         if answerer is not None:
             answerer.close()
