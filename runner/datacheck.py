@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 from runner.errors import UserError
 
@@ -46,26 +46,36 @@ def _check_unchanged_file(path_text: str, data_format: str, size: int, mtime_ns:
         raise UserError(f"dataset.format '{data_format}' is not one of {', '.join(REQUIRED_FIELDS)}")
     digest = hashlib.sha256()
     records = longest = 0
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            digest.update(raw)
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise UserError(f"{path}:{number}: not valid JSON ({getattr(e, 'msg', e)})") from None
-            _check_record(record, fields, data_format, f"{path}:{number}")
-            records += 1
-            longest = max(longest, len(raw))
+    for number, raw, record in json_lines(path):
+        digest.update(raw)
+        if record is None:
+            continue
+        _check_record(record, fields, data_format, f"{path}:{number}")
+        records += 1
+        longest = max(longest, len(raw))
     if records == 0:
         raise UserError(f"dataset file is empty: {path}")
     return DataFile(path=str(path), records=records, sha256=digest.hexdigest(), longest_record_chars=longest)
 
 
-def _check_record(record: Any, fields: tuple[str, ...], data_format: str, where: str) -> None:
-    if not isinstance(record, dict):
-        raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+def json_lines(path: Path) -> Iterator[tuple[int, bytes, dict | None]]:
+    """(line number, raw bytes, object) for each line of a JSONL file; None for blank lines.
+    A line that is not a JSON object is a UserError naming the file and line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                yield number, raw, None
+                continue
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise UserError(f"{path}:{number}: not valid JSON ({getattr(e, 'msg', e)})") from None
+            if not isinstance(record, dict):
+                raise UserError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            yield number, raw, record
+
+
+def _check_record(record: dict, fields: tuple[str, ...], data_format: str, where: str) -> None:
     for field in fields:
         if field not in record or record[field] is None:
             raise UserError(f"{where}: missing field '{field}' needed by dataset={data_format}")

@@ -23,7 +23,10 @@ import argparse
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 
+from runner.datacheck import json_lines
+from runner.errors import UserError, report
 from runner.evals.sql_database import QueryFailed, build_database, parse_schema, run_query
 from runner.evals.sql_text import NUMERIC, extract_sql, has_top_level_order_by, normalize_sql
 
@@ -98,30 +101,19 @@ def score_records(records: list[dict], time_limit_s: float = DEFAULT_TIME_LIMIT_
 REQUIRED_FIELDS = ("context", "answer", "prediction")
 
 
-class InputError(Exception):
-    """Bad input file; the message is the one line shown to the user."""
-
-
 def read_records(path: str) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.readlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    """The records of a predictions file; a bad line is a UserError naming its number."""
     records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}:{number}: expected a JSON object")
-        for field in REQUIRED_FIELDS:
-            if not isinstance(record.get(field), str):
-                raise InputError(f"{path}:{number}: missing text field '{field}'")
-        records.append(record)
+    try:
+        for number, _, record in json_lines(Path(path)):
+            if record is None:
+                continue
+            for field in REQUIRED_FIELDS:
+                if not isinstance(record.get(field), str):
+                    raise UserError(f"{path}:{number}: missing text field '{field}'")
+            records.append(record)
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
     return records
 
 
@@ -135,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         records = read_records(args.file)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except UserError as error:
+        return report(error)
     print(json.dumps(score_records(records, args.time_limit), sort_keys=True))
     return 0
 
