@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,29 +40,41 @@ SEED = ["sample_packing=false", "pad_to_sequence_len=false", "micro_batch_size=3
 def recipes(gpu: str) -> dict[str, list[str]]:
     default_plugins = f"plugins=[{','.join(DEFAULT_PLUGINS + [METER])}]"
     multi = {"h100": "h100x2", "h200": "h200x8"}.get(gpu, "h100x2")
+    two_gpus = [f"gpu={multi}", "gpu.count=2", f"gpu.modal={multi.split('x')[0].upper()}:2", default_plugins]
     return {
         "seed": [f"gpu={gpu}", *SEED],
-        # gradient accumulation 2 on one GPU = the same samples per optimizer step as 2 GPUs × 1
-        "default": [f"gpu={gpu}", default_plugins, "gradient_accumulation_steps=2"],
-        "default_no_varlen_sync": [f"gpu={gpu}", f"plugins=[axolotl.integrations.liger.LigerPlugin,{METER}]",
-                                   "gradient_accumulation_steps=2"],
-        "ddp2": [f"gpu={multi}", "gpu.count=2", f"gpu.modal={multi.split('x')[0].upper()}:2", default_plugins,
-                 "gradient_accumulation_steps=1"],
+        "default": [f"gpu={gpu}", default_plugins],
+        "default_no_varlen_sync": [f"gpu={gpu}", f"plugins=[axolotl.integrations.liger.LigerPlugin,{METER}]"],
+        "default_compile": [f"gpu={gpu}", default_plugins, "torch_compile=true"],
+        # gradient accumulation 2 on one GPU = the same samples per optimizer step as 2 GPUs × 1: loss parity
+        "default_ga2": [f"gpu={gpu}", default_plugins, "gradient_accumulation_steps=2"],
+        "ddp2": [*two_gpus, "deepspeed=none"],
+        "zero1": [*two_gpus, "deepspeed=zero1"],
+        "zero2": [*two_gpus, "deepspeed=zero2"],
     }
 
 
-def run_recipe(name: str, overrides: list[str], common: list[str], runs_root: Path, out: Path) -> bool:
+def detect_gpu() -> str:
+    """The `gpu` option for the card this machine has (h100 or h200), from nvidia-smi."""
+    name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    return "h200" if "H200" in name else "h100"
+
+
+def run_recipe(name: str, overrides: list[str], common: list[str], runs_root: Path, out: Path,
+               stages: tuple[str, ...], profile: bool) -> bool:
     job = plan_job(expand_overrides([*common, *overrides, f"runs_root={runs_root}"], multirun=False)[0])
     job = job.for_run(new_run_id(job.choices, name))
     folder = RunFolder.create(job)
-    os.environ.update(BENCH_OUT=str(out), BENCH_RECIPE=name, BENCH_WARMUP="6",
+    os.environ.update(BENCH_OUT=str(out), BENCH_RECIPE=name, BENCH_PROFILE="2" if profile else "0",
+                      BENCH_WARMUP="10" if job.config.get("torch_compile") else "6",
                       # one process must not see the second GPU (the HF Trainer would wrap it in DataParallel)
                       CUDA_VISIBLE_DEVICES=",".join(str(i) for i in range(job.compute.processes)))
     print(f"=== {name}: micro_batch_size={job.config['micro_batch_size']} gradient_checkpointing="
           f"{job.config['gradient_checkpointing']} processes={job.compute.processes}", flush=True)
     started = time.monotonic()
     try:
-        for stage in ("preprocess", "train"):
+        for stage in stages:
             run_stage(folder, stage)
     except StageFailed as e:
         print(f"{name} FAILED in {e.stage} (exit {e.returncode}):\n" + "\n".join(e.tail[-15:]), flush=True)
@@ -72,20 +85,33 @@ def run_recipe(name: str, overrides: list[str], common: list[str], runs_root: Pa
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--gpu", default="h100")
+    parser.add_argument("--gpu", default="auto", help="h100, h200, or auto (from nvidia-smi)")
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--runs-root", default="/tmp/bench/runs")
+    parser.add_argument("--deadline", type=float, default=float("inf"),
+                        help="seconds after start past which no further recipe starts")
+    parser.add_argument("--profile", default="", help="comma-separated recipes to profile (2 last steps)")
     parser.add_argument("names", nargs="+")
     args = parser.parse_args()
     common = ["model=llama2", f"base_model={args.model}", "special_tokens.pad_token='<unk>'",
               f"dataset.path={args.data}", "dataset.test_path=null", "test_datasets=null", "val_set_size=0",
               f"max_steps={args.steps}", "num_epochs=50", "warmup_ratio=0", "save_strategy=no",
               "stages.prepare=false", "stages.merge=false", "stages.eval=false", "seed=0"]
-    table = recipes(args.gpu)
-    results = {name: run_recipe(name, table[name], common, Path(args.runs_root), Path(args.out)) for name in args.names}
+    gpu = detect_gpu() if args.gpu == "auto" else args.gpu
+    table = recipes(gpu)
+    started, results = time.monotonic(), {}
+    for i, name in enumerate(args.names):
+        if time.monotonic() - started > args.deadline:
+            print(f"SKIP {name}: past the deadline", flush=True)
+            continue
+        # the first recipe runs the preprocess stage; later ones reuse its prepared data, or the train
+        # stage prepares what differs (axolotl's train prepares data that is not prepared yet)
+        stages = ("preprocess", "train") if i == 0 else ("train",)
+        results[name] = run_recipe(name, table[name], common, Path(args.runs_root), Path(args.out), stages,
+                                   profile=name in args.profile.split(","))
     print(json.dumps(results))
 
 

@@ -170,6 +170,8 @@ class _ThroughputMeter(TrainerCallback):
 
 
     def write_profile(self, wall: float) -> None:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return
         events = self.profiler.key_averages()
         device_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
         recipe = os.environ.get("BENCH_RECIPE") or Path(self.cfg.output_dir).name
