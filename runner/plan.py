@@ -35,7 +35,7 @@ class Job:
     def for_run(self, run_id: str) -> Job:
         """The same job with its paths resolved for a real run id."""
         config = self.composed.resolve(run_id)
-        validate.resolve_memory_settings(config, self.data["train"].longest_record_chars)
+        _resolve_settings(config, self.data["train"].longest_record_chars)
         return Job(self.composed, config, self.compute, self.data)
 
 
@@ -47,12 +47,18 @@ def plan_job(overrides: JobOverrides) -> Job:
     if config["dataset"].get("test_path"):
         data["test"] = check_data_file(config["dataset"]["test_path"], config["dataset"]["format"])
     longest = data["train"].longest_record_chars
-    validate.resolve_memory_settings(config, longest)
+    _resolve_settings(config, longest)
     validate.check_axolotl_keys(split_config(config)[1])
     validate.check_combination(config, choices)
     validate.check_memory(config, choices, longest)
     avg_chars = _average_record_chars(data["train"])
     return Job(composed, config, compute_spec(config, data["train"].records, avg_chars), data)
+
+
+def _resolve_settings(config: dict[str, Any], longest_record_chars: int | None) -> None:
+    """Settings the runner derives from the composed config: `auto` memory values, save/eval schedules."""
+    validate.resolve_memory_settings(config, longest_record_chars)
+    validate.resolve_schedules(config)
 
 
 def _average_record_chars(data: DataFile) -> float:

@@ -152,6 +152,19 @@ AUTO_HEADROOM = 0.9
 MAX_TOKENS_PER_MICRO_BATCH = 16384
 
 
+# (per-epoch key, the schedule keys that replace it): axolotl turns `saves_per_epoch` into a
+# fractional `save_steps`, and a `save_steps` overrides `save_strategy` - so `save_strategy: no` beside
+# the default `saves_per_epoch: 1` still saved, every step once max_steps < num_epochs.
+SCHEDULES = (("saves_per_epoch", "save_strategy", "save_steps"), ("evals_per_epoch", "eval_strategy", "eval_steps"))
+
+
+def resolve_schedules(config: dict[str, Any]) -> None:
+    """A save or eval schedule set by strategy or steps wins over the per-epoch defaults."""
+    for per_epoch, strategy, steps in SCHEDULES:
+        if config.get(steps) is not None or config.get(strategy) in ("no", "epoch"):
+            config[per_epoch] = None
+
+
 def resolve_memory_settings(config: dict[str, Any], longest_record_chars: int | None = None) -> None:
     """Fill in `micro_batch_size: auto` and `gradient_checkpointing: auto` from the memory model.
 

@@ -1,0 +1,47 @@
+"""An explicit save or eval schedule replaces the per-epoch defaults, so that axolotl follows it.
+
+axolotl turns `saves_per_epoch` into a fractional `save_steps` that overrides `save_strategy`: with the
+default `saves_per_epoch: 1`, `save_strategy=no` still wrote a checkpoint, every step once `max_steps`
+was below `num_epochs` (found when the GPU benchmark saved a checkpoint each step, bench/RESULTS.md).
+"""
+
+import pytest
+
+from runner.compose import expand_overrides
+from runner.plan import plan_job
+from runner.settings import split_config
+
+
+def planned(*overrides: str) -> dict:
+    return plan_job(expand_overrides(list(overrides), multirun=False)[0]).config
+
+
+def test_per_epoch_defaults_stay_when_no_schedule_is_set():
+    config = planned()
+    assert config["saves_per_epoch"] == 1 and config["evals_per_epoch"] == 4
+
+
+@pytest.mark.parametrize("override", ["save_strategy=no", "save_strategy=epoch", "save_steps=50"])
+def test_an_explicit_save_schedule_replaces_saves_per_epoch(override):
+    config = planned(override)
+    assert config["saves_per_epoch"] is None
+    assert config["evals_per_epoch"] == 4
+
+
+@pytest.mark.parametrize("override", ["eval_strategy=no", "eval_steps=10"])
+def test_an_explicit_eval_schedule_replaces_evals_per_epoch(override):
+    config = planned(override)
+    assert config["evals_per_epoch"] is None
+    assert config["saves_per_epoch"] == 1
+
+
+def test_axolotl_accepts_save_steps_only_once_saves_per_epoch_is_gone():
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    capabilities = {"bf16": False, "fp8": False, "tf32": False, "n_gpu": 1, "n_node": 1, "compute_capability": "sm_75"}
+    axolotl_config = split_config(planned("save_steps=50"))[1]
+    validate_config(DictDefault(axolotl_config), capabilities=capabilities, env_capabilities={"torch_version": "2.8.0"})
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        validate_config(DictDefault({**axolotl_config, "saves_per_epoch": 1}), capabilities=capabilities,
+                        env_capabilities={"torch_version": "2.8.0"})
