@@ -48,6 +48,7 @@ class _ThroughputMeter(TrainerCallback):
         self.pending = [0, 0, 0, 0]
         self.step_ends: list[float] = []
         self.losses: list[float] = []
+        self.saved_at: list[int] = []  # steps after which the trainer wrote a checkpoint
         self.peak_alloc = self.peak_active = 0  # axolotl's memory logging resets the peaks each step
         self.written = False
         self.profile_steps = int(os.environ.get("BENCH_PROFILE", "0"))
@@ -96,6 +97,9 @@ class _ThroughputMeter(TrainerCallback):
                                    torch.cuda.memory_stats().get("active_bytes.all.peak", 0))
         self.steps.append(self.pending)
         self.pending = [0, 0, 0, 0]
+
+    def on_save(self, args, state, control, **kwargs):
+        self.saved_at.append(state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -151,6 +155,8 @@ class _ThroughputMeter(TrainerCallback):
             "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if cuda else None,
             "base_params": n_base,
             "trainable_params": n_train,
+            # a checkpoint written inside the window is timed as training: such a line is not a clean figure
+            "checkpoint_saves_measured": sum(1 for step in self.saved_at if w <= step < len(steps)),
             "first_loss": self.losses[0] if self.losses else None,
             "last_loss": self.losses[-1] if self.losses else None,
             "step_s": [round(d, 4) for d in durations],
