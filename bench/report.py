@@ -1,7 +1,11 @@
 """Turn the throughput plugin's JSON lines into bench/results.json (one object per recipe).
 
-    python3 bench/report.py bench/results/gpu-bench-h200x2-2026-11-27.jsonl --date 2026-11-27 \
+    python3 bench/report.py throughput.jsonl --hand results.jsonl --date 2026-11-27 \
         --versions "torch 2.11.0+cu130, transformers 5.17.0, axolotl 0.19.0"
+
+The positional files hold lines from bench/gpu_bench.py (the project's own stages); `--hand` files hold
+lines from hand-written axolotl configs (bench/explore.sh), reported as `hand:NAME`. Lines written
+before the meter counted checkpoint saves can be marked with `--saves-per-step N` (the run logs show it).
 """
 
 from __future__ import annotations
@@ -12,29 +16,52 @@ from pathlib import Path
 
 KEYS = {"trainable_tok_s": "trainable_tokens_per_s", "total_tok_s": "tokens_per_s",
         "examples_per_s": "examples_per_s", "mfu": "mfu", "peak_active_gib": "peak_gib"}
+STAGE, HAND = "project stages (bench/gpu_bench.py)", "hand-written axolotl config (bench/explore.sh)"
+
+
+def read_lines(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def entry(row: dict, source: str, saves_per_step: int | None) -> dict:
+    result = {new: row[old] for old, new in KEYS.items()}
+    saves = row.get("checkpoint_saves_measured")
+    if saves is None and saves_per_step is not None:
+        saves = saves_per_step * row["steps_measured"]
+    result.update(source=source, gpus=row["world_size"], micro_batch_size=row["cfg"]["micro_batch_size"],
+                  gradient_checkpointing=row["cfg"]["gradient_checkpointing"],
+                  sample_packing=row["cfg"]["sample_packing"], steps_measured=row["steps_measured"],
+                  median_step_s=row["median_step_s"], checkpoint_saves_measured=saves,
+                  first_loss=row["first_loss"], last_loss=row["last_loss"])
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("jsonl")
+    parser.add_argument("jsonl", nargs="+", help="lines from bench/gpu_bench.py")
+    parser.add_argument("--hand", nargs="*", default=[], help="lines from bench/explore.sh")
+    parser.add_argument("--saves-per-step", type=int, default=None,
+                        help="checkpoint saves per measured step, for stage lines without the count")
     parser.add_argument("--date", required=True)
     parser.add_argument("--versions", required=True)
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = parser.parse_args()
-    rows = [json.loads(line) for line in Path(args.jsonl).read_text().splitlines() if line.strip()]
-    recipes = {}
-    for row in rows:
-        entry = {new: row[old] for old, new in KEYS.items()}
-        entry.update(gpus=row["world_size"], micro_batch_size=row["cfg"]["micro_batch_size"],
-                     gradient_checkpointing=row["cfg"]["gradient_checkpointing"],
-                     sample_packing=row["cfg"]["sample_packing"], steps_measured=row["steps_measured"],
-                     median_step_s=row["median_step_s"], first_loss=row["first_loss"], last_loss=row["last_loss"])
-        recipes[row["recipe"]] = entry
-    seed = recipes.get("seed", {}).get("trainable_tokens_per_s")
-    if seed:
-        for entry in recipes.values():
-            entry["speedup_vs_seed"] = round(entry["trainable_tokens_per_s"] / seed, 2)
-    result = {"card": rows[0]["gpu"], "date": args.date, "versions": args.versions,
+    recipes, cards = {}, set()
+    for path in args.jsonl:
+        for row in read_lines(path):
+            recipes[row["recipe"]] = entry(row, STAGE, args.saves_per_step)
+            cards.add(row["gpu"])
+    for path in args.hand:
+        for row in read_lines(path):
+            recipes[f"hand:{row['recipe']}"] = entry(row, HAND, None)
+            cards.add(row["gpu"])
+    for seed_name in ("seed", "hand:seed"):  # speed-ups against the seed measured the same way
+        seed = recipes.get(seed_name, {}).get("trainable_tokens_per_s")
+        if seed:
+            for entry_ in recipes.values():
+                if entry_["source"] == recipes[seed_name]["source"]:
+                    entry_["speedup_vs_seed"] = round(entry_["trainable_tokens_per_s"] / seed, 2)
+    result = {"card": " / ".join(sorted(cards)), "date": args.date, "versions": args.versions,
               "model": "Llama-2-7B architecture, random init; LoRA r16 on all linear layers",
               "data": "sqlqa.jsonl (3 000 text-to-SQL records)", "mfu_peak_tflops": 790, "recipes": recipes}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -22,6 +22,7 @@ def patch_varlen_syncs() -> None:
     if _patched:
         return
     import axolotl.monkeypatch.attention.sdpa_varlen as sdpa_varlen
+    import torch
     import transformers.modeling_flash_attention_utils as fa_utils
 
     original_prepare = fa_utils.prepare_fa_kwargs_from_position_ids
@@ -30,6 +31,10 @@ def patch_varlen_syncs() -> None:
     last: dict = {}
 
     def prepare_once(position_ids):
+        # under torch.compile the cache would be a traced side effect: leave batches to dynamo there
+        # (default recipe + torch_compile lost its gradients to NaN at step 2 on an H200; cause unproven)
+        if torch.compiler.is_compiling():
+            return original_prepare(position_ids)
         if last.get("prepare_key") is position_ids:
             return last["prepare"]
         (cu_q, cu_k), (max_q, max_k) = original_prepare(position_ids)
@@ -38,6 +43,8 @@ def patch_varlen_syncs() -> None:
         return result
 
     def is_packed_once(position_ids):
+        if torch.compiler.is_compiling():
+            return original_is_packed(position_ids)
         if last.get("packed_key") is position_ids:
             return last["packed"]
         result = original_is_packed(position_ids)
