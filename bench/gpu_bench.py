@@ -46,6 +46,7 @@ def recipes(gpu: str) -> dict[str, list[str]]:
         "default": [f"gpu={gpu}", default_plugins],
         "default_no_varlen_sync": [f"gpu={gpu}", f"plugins=[axolotl.integrations.liger.LigerPlugin,{METER}]"],
         "default_compile": [f"gpu={gpu}", default_plugins, "torch_compile=true"],
+        "default_mb8": [f"gpu={gpu}", default_plugins, "micro_batch_size=8"],
         # gradient accumulation 2 on one GPU = the same samples per optimizer step as 2 GPUs × 1: loss parity
         "default_ga2": [f"gpu={gpu}", default_plugins, "gradient_accumulation_steps=2"],
         "ddp2": [*two_gpus, "deepspeed=none"],

@@ -146,9 +146,9 @@ def check_memory(config: dict[str, Any], choices: dict[str, str | None], longest
 MICRO_BATCH_CHOICES = (64, 32, 16, 8, 4, 2, 1)
 # Leave room for what the memory model does not see (allocator peaks, compile workspaces).
 AUTO_HEADROOM = 0.9
-# Past ~16k tokens per micro batch a 7B step is already matmul-bound: Llama-2-7B LoRA ran 15.0k tok/s
-# at 4 x 4096 on an H100 but 13.2k at 8 x 4096 on an H200, where 122 of 141 GiB in use slowed the
-# allocator (bench/RESULTS.md). Bigger micro batches only add memory pressure.
+# Past ~16k tokens per micro batch a 7B LoRA step is matmul-bound: on an H200, 8 x 4096 gained at most
+# ~3 % per token over 4 x 4096 (bench/RESULTS.md) while holding 122 instead of 67 GiB. The cap keeps that
+# memory free for longer rows, evaluation and the allocator.
 MAX_TOKENS_PER_MICRO_BATCH = 16384
 
 
