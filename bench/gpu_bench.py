@@ -1,14 +1,15 @@
 """GPU training benchmark through the project's own train stage: composed config → axolotl.
 
 Compares, in one run on one machine, the seed's recipe with the project's default recipe for a `gpu`
-option (and the default on 2 GPUs through DDP for scaling), LoRA r16 on a random-init Llama-2-7B
+option (and variants: without varlen_sync, micro batch 8, torch_compile, gradient accumulation 2, and
+2 GPUs through DDP, ZeRO-1 or ZeRO-2 for scaling and loss parity), LoRA r16 on a random-init Llama-2-7B
 (throughput does not depend on weight values) on text-to-SQL data. Each recipe is planned, validated
 and written to a run folder exactly as `python -m runner` would, then the runner's preprocess and
 train stages run it; bench/throughput_plugin.py measures every optimizer step.
 
 On the GPU machine, from the repo root (see bench/RESULTS.md for the full procedure):
-    python3 bench/gpu_bench.py --gpu h100 --model /tmp/bench/llama7b-random --data /tmp/bench/sqlqa.jsonl \
-        --out $OUT/throughput.jsonl seed default ddp2
+    python3 bench/gpu_bench.py --model /tmp/bench/llama7b-random --data /tmp/bench/sqlqa.jsonl \
+        --out $OUT/throughput.jsonl --deadline 380 seed default ddp2 default_ga2
 """
 
 from __future__ import annotations
