@@ -29,13 +29,21 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+_issued_run_ids: set[str] = set()
+
+
 def new_run_id(choices: dict[str, str | None], run_name: str | None = None) -> str:
     """Sortable by creation time, readable, unique: 20261127-194501-tiny-lora-3fa2."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    parts = [stamp, choices.get("model") or "model", choices.get("adapter") or "full", secrets.token_hex(2)]
-    if run_name:
-        parts.append("".join(c if c.isalnum() or c in "-_." else "-" for c in str(run_name)))
-    return "-".join(parts)
+    while True:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        parts = [stamp, choices.get("model") or "model", choices.get("adapter") or "full", secrets.token_hex(2)]
+        if run_name:
+            parts.append("".join(c if c.isalnum() or c in "-_." else "-" for c in str(run_name)))
+        run_id = "-".join(parts)
+        # a sweep names dozens of jobs within one second: 4 hex digits alone collide ~2 % of the time at 50
+        if run_id not in _issued_run_ids:
+            _issued_run_ids.add(run_id)
+            return run_id
 
 
 class RunFolder:
