@@ -55,12 +55,11 @@ def main() -> None:
         for row in read_lines(path):
             recipes[f"hand:{row['recipe']}"] = entry(row, HAND, None)
             cards.add(row["gpu"])
-    for seed_name in ("seed", "hand:seed"):  # speed-ups against the seed measured the same way
-        seed = recipes.get(seed_name, {}).get("trainable_tokens_per_s")
-        if seed:
-            for entry_ in recipes.values():
-                if entry_["source"] == recipes[seed_name]["source"]:
-                    entry_["speedup_vs_seed"] = round(entry_["trainable_tokens_per_s"] / seed, 2)
+    seeds = {row["source"]: row["trainable_tokens_per_s"]
+             for name, row in recipes.items() if name in ("seed", "hand:seed")}
+    for row in recipes.values():  # speed-up against the seed measured the same way
+        if row["source"] in seeds:
+            row["speedup_vs_seed"] = round(row["trainable_tokens_per_s"] / seeds[row["source"]], 2)
     result = {"card": " / ".join(sorted(cards)), "date": args.date, "versions": args.versions,
               "model": "Llama-2-7B architecture, random init; LoRA r16 on all linear layers",
               "data": "sqlqa.jsonl (3 000 text-to-SQL records)", "mfu_peak_tflops": 790, "recipes": recipes}

@@ -7,40 +7,34 @@ was below `num_epochs` (found when the GPU benchmark saved a checkpoint each ste
 
 import pytest
 
-from runner.compose import expand_overrides
-from runner.plan import plan_job
 from runner.settings import split_config
 
 
-def planned(*overrides: str) -> dict:
-    return plan_job(expand_overrides(list(overrides), multirun=False)[0]).config
-
-
-def test_per_epoch_defaults_stay_when_no_schedule_is_set():
-    config = planned()
+def test_per_epoch_defaults_stay_when_no_schedule_is_set(plan):
+    config = plan().config
     assert config["saves_per_epoch"] == 1 and config["evals_per_epoch"] == 4
 
 
 @pytest.mark.parametrize("override", ["save_strategy=no", "save_strategy=epoch", "save_steps=50"])
-def test_an_explicit_save_schedule_replaces_saves_per_epoch(override):
-    config = planned(override)
+def test_an_explicit_save_schedule_replaces_saves_per_epoch(plan, override):
+    config = plan(override).config
     assert config["saves_per_epoch"] is None
     assert config["evals_per_epoch"] == 4
 
 
 @pytest.mark.parametrize("override", ["eval_strategy=no", "eval_steps=10"])
-def test_an_explicit_eval_schedule_replaces_evals_per_epoch(override):
-    config = planned(override)
+def test_an_explicit_eval_schedule_replaces_evals_per_epoch(plan, override):
+    config = plan(override).config
     assert config["evals_per_epoch"] is None
     assert config["saves_per_epoch"] == 1
 
 
-def test_axolotl_accepts_save_steps_only_once_saves_per_epoch_is_gone():
+def test_axolotl_accepts_save_steps_only_once_saves_per_epoch_is_gone(plan):
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
     capabilities = {"bf16": False, "fp8": False, "tf32": False, "n_gpu": 1, "n_node": 1, "compute_capability": "sm_75"}
-    axolotl_config = split_config(planned("save_steps=50"))[1]
+    axolotl_config = split_config(plan("save_steps=50").config)[1]
     validate_config(DictDefault(axolotl_config), capabilities=capabilities, env_capabilities={"torch_version": "2.8.0"})
     with pytest.raises(ValueError, match="mutually exclusive"):
         validate_config(DictDefault({**axolotl_config, "saves_per_epoch": 1}), capabilities=capabilities,
