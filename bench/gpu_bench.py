@@ -1,7 +1,7 @@
 """GPU training benchmark through the project's own train stage: composed config → axolotl.
 
 Compares, in one run on one machine, the seed's recipe with the project's default recipe for a `gpu`
-option (and variants: without varlen_sync, micro batch 8, torch_compile, gradient accumulation 2, and
+option (and variants: without varlen_sync or rope_relink, micro batch 8, torch_compile, gradient accumulation 2, and
 2 GPUs through DDP, ZeRO-1 or ZeRO-2 for scaling and loss parity), LoRA r16 on a random-init Llama-2-7B
 (throughput does not depend on weight values) on text-to-SQL data. Each recipe is planned, validated
 and written to a run folder exactly as `python -m runner` would, then the runner's preprocess and
@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -31,7 +33,8 @@ from runner.plan import plan_job  # noqa: E402
 from runner.runfolder import RunFolder, new_run_id  # noqa: E402
 
 METER = "bench.throughput_plugin.ThroughputPlugin"
-DEFAULT_PLUGINS = ["axolotl.integrations.liger.LigerPlugin", "runner.integrations.varlen_sync.VarlenSyncPlugin"]
+VARLEN_SYNC = "runner.integrations.varlen_sync.VarlenSyncPlugin"
+ROPE_RELINK = "runner.integrations.rope_relink.RopeRelinkPlugin"
 # The seed's recipe (Modal's axolotl example): no packing, micro batch 32, activation checkpointing,
 # plain SDPA, no Liger. axolotl 0.19 turns its LoRA kernels on by itself, so they stay on here too.
 SEED = ["sample_packing=false", "pad_to_sequence_len=false", "micro_batch_size=32", "gradient_checkpointing=true",
@@ -39,13 +42,21 @@ SEED = ["sample_packing=false", "pad_to_sequence_len=false", "micro_batch_size=3
 
 
 def recipes(gpu: str) -> dict[str, list[str]]:
-    default_plugins = f"plugins=[{','.join(DEFAULT_PLUGINS + [METER])}]"
+    # the meter joins the plugins the gpu group lists, so "default" is whatever the group composes
+    group_plugins = yaml.safe_load((ROOT / "conf" / "gpu" / f"{gpu}.yaml").read_text())["plugins"]
+
+    def plugins(*left_out: str) -> str:
+        return f"plugins=[{','.join([p for p in group_plugins if p not in left_out] + [METER])}]"
+
+    default_plugins = plugins()
     multi = {"h100": "h100x2", "h200": "h200x8"}.get(gpu, "h100x2")
     two_gpus = [f"gpu={multi}", "gpu.count=2", f"gpu.modal={multi.split('x')[0].upper()}:2", default_plugins]
     return {
         "seed": [f"gpu={gpu}", *SEED],
         "default": [f"gpu={gpu}", default_plugins],
-        "default_no_varlen_sync": [f"gpu={gpu}", f"plugins=[axolotl.integrations.liger.LigerPlugin,{METER}]"],
+        "default_no_varlen_sync": [f"gpu={gpu}", plugins(VARLEN_SYNC)],
+        # the default before rope_relink: eager RoPE instead of Liger's under the LoRA kernels
+        "default_no_rope_relink": [f"gpu={gpu}", plugins(ROPE_RELINK)],
         "default_compile": [f"gpu={gpu}", default_plugins, "torch_compile=true"],
         "default_mb8": [f"gpu={gpu}", default_plugins, "micro_batch_size=8"],
         # gradient accumulation 2 on one GPU = the same samples per optimizer step as 2 GPUs × 1: loss parity
