@@ -165,7 +165,7 @@ class _ThroughputMeter(TrainerCallback):
                 "attn_implementation", "sdpa_varlen", "torch_compile", "torch_compile_mode",
                 "liger_rope", "liger_rms_norm", "liger_glu_activation",
                 "liger_fused_linear_cross_entropy", "lora_mlp_kernel", "lora_qkv_kernel",
-                "lora_o_kernel", "fp8", "optimizer")},
+                "lora_o_kernel", "fp8", "optimizer", "plugins", "deepspeed")},
         }
         out = Path(os.environ.get("BENCH_OUT", "throughput.jsonl"))
         out.parent.mkdir(parents=True, exist_ok=True)

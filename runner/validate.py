@@ -146,8 +146,8 @@ def check_memory(config: dict[str, Any], choices: dict[str, str | None], longest
 MICRO_BATCH_CHOICES = (64, 32, 16, 8, 4, 2, 1)
 # Leave room for what the memory model does not see (allocator peaks, compile workspaces).
 AUTO_HEADROOM = 0.9
-# Past ~16k tokens per micro batch a 7B LoRA step is matmul-bound: on an H200, 8 x 4096 gained about
-# 2 % per token over 4 x 4096 (bench/RESULTS.md) while holding 122 instead of 67 GiB. The cap keeps that
+# Past ~16k tokens per micro batch a 7B LoRA step is matmul-bound: on an H200, 8 x 4096 ran 1 % slower
+# per token than 4 x 4096 (bench/RESULTS.md) while holding 122 instead of 67 GiB. The cap keeps that
 # memory free for longer rows, evaluation and the allocator.
 MAX_TOKENS_PER_MICRO_BATCH = 16384
 
