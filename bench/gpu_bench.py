@@ -22,12 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner.compose import expand_overrides  # noqa: E402
+from runner.compose import compose_job, expand_overrides  # noqa: E402
 from runner.pipeline import StageFailed, run_stage  # noqa: E402
 from runner.plan import plan_job  # noqa: E402
 from runner.runfolder import RunFolder, new_run_id  # noqa: E402
@@ -42,8 +40,8 @@ SEED = ["sample_packing=false", "pad_to_sequence_len=false", "micro_batch_size=3
 
 
 def recipes(gpu: str) -> dict[str, list[str]]:
-    # the meter joins the plugins the gpu group lists, so "default" is whatever the group composes
-    group_plugins = yaml.safe_load((ROOT / "conf" / "gpu" / f"{gpu}.yaml").read_text())["plugins"]
+    # the meter joins the plugins the gpu option composes, so "default" is what users get
+    group_plugins = compose_job(expand_overrides([f"gpu={gpu}"], multirun=False)[0]).resolve()["plugins"]
 
     def plugins(*left_out: str) -> str:
         return f"plugins=[{','.join([p for p in group_plugins if p not in left_out] + [METER])}]"

@@ -11,18 +11,20 @@ points the rewritten forward at the module's current function.
 
 from __future__ import annotations
 
-import importlib
+import logging
+import sys
 
 from axolotl.integrations.base import BasePlugin
 
 ROPE = "apply_rotary_pos_emb"
+LOG = logging.getLogger(__name__)
 
 
 def relink_rope(attention_cls: type) -> bool:
     """Make `attention_cls.forward` call its module's current RoPE function; True if it changed."""
     if not hasattr(attention_cls, "_original_forward"):  # axolotl did not rewrite this forward
         return False
-    current = getattr(importlib.import_module(attention_cls.__module__), ROPE, None)
+    current = getattr(sys.modules[attention_cls.__module__], ROPE, None)
     forward_globals = attention_cls.forward.__globals__
     if current is None or forward_globals.get(ROPE) in (None, current):
         return False
@@ -37,4 +39,7 @@ class RopeRelinkPlugin(BasePlugin):
             return
         from axolotl.monkeypatch.lora_kernels import get_attention_cls_from_config
 
-        relink_rope(get_attention_cls_from_config(cfg))
+        attention_cls = get_attention_cls_from_config(cfg)
+        if relink_rope(attention_cls):
+            LOG.info("rope_relink: %s.forward now calls %s", attention_cls.__name__,
+                     attention_cls.forward.__globals__[ROPE].__name__)
