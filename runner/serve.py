@@ -4,9 +4,9 @@
     modal deploy -m runner.serve                           # app runner-serve: complete only, for any Modal run
 
 The weights are read where the Modal backend left them, on the runs Volume (`/runs/RUN_ID/outputs/merged`,
-or base + the LoRA adapter in `outputs/` when the merge stage was off); the image is the eval stage's vLLM
-image (conf/backend/modal.yaml `backend.vllm_image`), declared with the volumes in
-runner/backends/modal_app.py. The endpoint needs Modal proxy-auth headers (Modal-Key / Modal-Secret, from
+or base + the LoRA adapter in `outputs/` when the merge stage was off); the image is the stages' image
+(the GPU stack of runner/stack/gpu.lock, vLLM included), declared with the volumes in
+runner/backends/modal_app.py; `vllm_command` passes only flags the locked vLLM's `vllm serve` has. The endpoint needs Modal proxy-auth headers (Modal-Key / Modal-Secret, from
 a workspace proxy token): nothing is public by accident. Clients send prompts already rendered with the
 run's template (`runner.infer` does this), e.g. POST /v1/completions {"model": RUN_ID, "prompt": ...}.
 
@@ -25,7 +25,8 @@ from typing import Any
 
 import modal
 
-from runner.backends.modal_app import BASE_SECRETS, VOLUMES, runs_dir, runs_volume, settings, vllm_image
+from runner.backends.modal_app import BASE_SECRETS, VOLUMES, runs_dir, runs_volume, settings
+from runner.backends.modal_app import image as stage_image
 
 RUN_ENV = "RUNNER_SERVE_RUN"          # the run the web server serves (deploy time, and in the container)
 GPU_ENV = "RUNNER_SERVE_GPU"          # Modal GPU string; L40S (48 GB) holds a 7B model in bf16 with room for KV cache
@@ -45,7 +46,7 @@ def serve_app_name(run_id: str | None) -> str:
 
 app = modal.App(serve_app_name(RUN_ID))
 # Containers import this module too: the same environment makes them declare the same functions.
-image = vllm_image.env({RUN_ENV: RUN_ID or "", GPU_ENV: GPU, ARGS_ENV: EXTRA_ARGS})
+image = stage_image.env({RUN_ENV: RUN_ID or "", GPU_ENV: GPU, ARGS_ENV: EXTRA_ARGS})
 
 
 def vllm_command(run_dir: Path, config: dict[str, Any], extra: str = "") -> list[str]:

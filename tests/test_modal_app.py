@@ -38,19 +38,18 @@ def request_for(plan, *overrides):
 def test_app_images_volumes_and_functions_build_without_network():
     settings = modal_app.settings
     assert modal_app.app.name == settings.app_name == "runner"
-    assert isinstance(modal_app.train_image, modal.Image) and isinstance(modal_app.vllm_image, modal.Image)
-    assert settings.axolotl_image.startswith("axolotlai/axolotl:0.19") and settings.vllm_image.startswith("vllm/")
+    assert isinstance(modal_app.image, modal.Image) and isinstance(modal_app.stack_image, modal.Image)
     assert named(modal_app.VOLUMES.items()) == {"/pretrained": "runner-pretrained", "/runs": "runner-runs"}
     assert set(modal_app.app.registered_classes) == {"Prepare", "Preprocess", "Train", "Merge", "Eval"}
     assert "sweep" in modal_app.app.registered_functions
     assert list(modal_app.STAGE_CLASSES) == list(STAGES)
     # only names and images travel in the image environment, never a secret value
-    assert set(json.loads(settings.to_json())) == {"app_name", "axolotl_image", "vllm_image", "pretrained_volume",
-                                                   "runs_volume", "hf_secret", "wandb_secret"}
+    assert set(json.loads(settings.to_json())) == {"app_name", "pretrained_volume", "runs_volume", "hf_secret",
+                                                   "wandb_secret"}
 
 
 def test_app_settings_come_from_the_launcher(monkeypatch):
-    changed = ms.ModalSettings("other", "axolotlai/axolotl@sha256:abc", "vllm/vllm-openai:v0.10.0", "p", "r", None, None)
+    changed = ms.ModalSettings("other", "p", "r", None, None)
     monkeypatch.setenv(modal_app.SETTINGS_ENV, changed.to_json())
     assert modal_app._settings() == changed
     monkeypatch.delenv(modal_app.SETTINGS_ENV)

@@ -1,9 +1,10 @@
-"""The Modal app: images, volumes, secrets, then one function per stage and the sweep that calls them.
+"""The Modal app: the image, volumes, secrets, then one function per stage and the sweep that calls them.
 
 Every function takes plain data (run ids, override lists, dicts) and runs the same stage code as the local
 backend, `runner.pipeline.run_stage`, over a run folder on the "runs" Volume. modal_launcher.py is the
-local side; it sets RUNNER_MODAL_SETTINGS (names and images from conf/backend/modal.yaml and the command
-line) before importing this module, and the images carry the same value, so containers see the same app.
+local side; it sets RUNNER_MODAL_SETTINGS (app, volume and secret names from conf/backend/modal.yaml and
+the command line) before importing this module, and the image carries the same value, so containers see
+the same app.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from runner.backends.modal_settings import ModalSettings, StageOptions, app_sett
 from runner.backends.modal_sweep import JobResult, run_sweep
 from runner.paths import CONF_DIR, EXPERIMENTS_DIR
 from runner.records import read_json, write_json
+from runner.stack import LOCK, PIP_INSTALL_OPTIONS, read_lock
 
 SETTINGS_ENV = "RUNNER_MODAL_SETTINGS"
 MINUTES, HOURS = 60, 60 * 60
@@ -36,40 +38,31 @@ def _settings() -> ModalSettings:
 settings = _settings()
 app = modal.App(settings.app_name)
 
-# ---- images -------------------------------------------------------------------------------------
+# ---- the image ----------------------------------------------------------------------------------
+# One image for every stage and for `runner.serve`: Modal's own Debian slim with Python 3.12 (a base that
+# Modal builds itself, so there is no registry tag to guess; it carries gcc, which Triton needs to build
+# its kernel launchers), and on it the GPU stack exactly as runner/stack/gpu.lock pins it: pip resolves
+# nothing at build time and every file must match its sha256. torch's wheels bring CUDA 13.0 with them.
+# The GPU benchmark installs the same lock (bench/stack_wheels.py), so Modal runs what was measured.
+STACK = read_lock(LOCK)
+stack_image = modal.Image.debian_slim(python_version=STACK.python).pip_install_from_requirements(
+    str(LOCK), extra_options=PIP_INSTALL_OPTIONS)
+
 # Where the project lands in containers. conf/experiment is a symlink to ../experiments, and image
 # uploads do not follow symlinked folders, so experiments/ is added under both names.
 PROJECT_DIR = "/root/project"
-# Hydra and OmegaConf at the versions pyproject.toml pins (axolotl's images do not carry them).
-RUNNER_DEPS = ("hydra-core==1.4.0rc3", "omegaconf==2.4.1rc1", "pyyaml>=6")
-
-
-def _with_project(image: modal.Image) -> modal.Image:
-    return (
-        image.pip_install(*RUNNER_DEPS)
-        .env({
-            SETTINGS_ENV: settings.to_json(),   # names and images only: never a secret value
-            "RUNNER_PROJECT": PROJECT_DIR,
-            "AXOLOTL_DO_NOT_TRACK": "1",
-            "DO_NOT_TRACK": "1",
-        })
-        .add_local_dir(CONF_DIR, f"{PROJECT_DIR}/conf", ignore=["experiment"])
-        .add_local_dir(EXPERIMENTS_DIR, f"{PROJECT_DIR}/conf/experiment")
-        .add_local_dir(EXPERIMENTS_DIR, f"{PROJECT_DIR}/experiments")
-        # the package with its data files (shipped datasets, axolotl key schema), not only its .py files
-        .add_local_python_source("runner", ignore=["**/__pycache__/**", "**/*.pyc"])
-    )
-
-
-# Training: axolotl's published CUDA image (torch, flash-attn, deepspeed built to match), pinned in
-# conf/backend/modal.yaml so a rerun trains with the same stack.
-train_image = _with_project(modal.Image.from_registry(settings.axolotl_image))
-# Eval: vLLM's image for fast generation. Its Python is `python3` and its entrypoint starts a server,
-# so alias the one and clear the other.
-vllm_image = _with_project(
-    modal.Image.from_registry(settings.vllm_image,
-                              setup_dockerfile_commands=["RUN ln -sf $(command -v python3) /usr/local/bin/python"])
-    .entrypoint([])
+image = (
+    stack_image.env({
+        SETTINGS_ENV: settings.to_json(),   # names only: never a secret value
+        "RUNNER_PROJECT": PROJECT_DIR,
+        "AXOLOTL_DO_NOT_TRACK": "1",
+        "DO_NOT_TRACK": "1",
+    })
+    .add_local_dir(CONF_DIR, f"{PROJECT_DIR}/conf", ignore=["experiment"])
+    .add_local_dir(EXPERIMENTS_DIR, f"{PROJECT_DIR}/conf/experiment")
+    .add_local_dir(EXPERIMENTS_DIR, f"{PROJECT_DIR}/experiments")
+    # the package with its data files (shipped datasets, axolotl key schema, the lock), not only .py files
+    .add_local_python_source("runner", ignore=["**/__pycache__/**", "**/*.pyc"])
 )
 
 # ---- volumes and secrets ------------------------------------------------------------------------
@@ -154,7 +147,7 @@ def run_stage_in_container(request: dict[str, Any], stage: str) -> dict[str, Any
 
 
 # prepare: downloads the base model into the pretrained Volume (network, no GPU needed).
-@app.cls(image=train_image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES)
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES)
 class Prepare:
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +155,7 @@ class Prepare:
 
 
 # preprocess: tokenises into <runs>/_prepared, shared by every job with the same data and tokenizer.
-@app.cls(image=train_image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES)
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES)
 class Preprocess:
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +164,7 @@ class Preprocess:
 
 # train: the job's GPUs (gpu group), one process per GPU; retried attempts resume from the latest
 # checkpoint on the runs Volume (auto_resume_from_checkpoints).
-@app.cls(image=train_image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu="A100-80GB", timeout=12 * HOURS)
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu="A100-80GB", timeout=12 * HOURS)
 class Train:
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -179,15 +172,15 @@ class Train:
 
 
 # merge: adapter + base → outputs/merged, on CPU with plenty of RAM unless backend.merge_gpu is set.
-@app.cls(image=train_image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=8.0, memory=64 * 1024, timeout=60 * MINUTES)
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=8.0, memory=64 * 1024, timeout=60 * MINUTES)
 class Merge:
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         return run_stage_in_container(request, "merge")
 
 
-# eval: generation on the held-out split, in the vLLM image.
-@app.cls(image=vllm_image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu="A100-80GB", timeout=60 * MINUTES)
+# eval: generation on the held-out split with vLLM (in the image), on the job's GPUs.
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu="A100-80GB", timeout=60 * MINUTES)
 class Eval:
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -248,8 +241,7 @@ def create_run(job: dict[str, Any]) -> None:
         folder = RunFolder.create(planned)
         provenance = read_json(folder.path / "provenance.json", {})
         provenance["git"] = job.get("git") or provenance.get("git")   # the launching checkout's, not the image's
-        provenance["modal"] = {"app": settings.app_name, "train_image": settings.axolotl_image,
-                               "vllm_image": settings.vllm_image}
+        provenance["modal"] = {"app": settings.app_name, "stack": STACK.summary()}
         write_json(folder.path / "provenance.json", provenance)
         _commit(runs_volume)
 
@@ -284,7 +276,7 @@ def finish_run(job: dict[str, Any], result: JobResult) -> None:
 
 # Cheap CPU, never preempted (a restart would start its jobs over); Modal's longest timeout, since it
 # waits for every job of the sweep.
-@app.function(image=train_image, volumes={RUNS_MOUNT: runs_volume}, cpu=0.25, timeout=24 * HOURS,
+@app.function(image=image, volumes={RUNS_MOUNT: runs_volume}, cpu=0.25, timeout=24 * HOURS,
               nonpreemptible=True)
 def sweep(jobs: list[dict[str, Any]], max_parallel: int) -> list[dict[str, Any]]:
     return run_sweep(jobs, max_parallel, create=create_run, call_stage=call_stage, finish=finish_run,

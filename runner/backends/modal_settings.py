@@ -18,7 +18,7 @@ from runner.compute import MODAL_GPU_TYPES, parse_modal_gpu
 from runner.errors import UserError, did_you_mean
 from runner.settings import STAGES
 
-KEYS = {"name", "app_name", "axolotl_image", "vllm_image", "max_parallel", "poll_s", "timeout_h", "timeouts_min",
+KEYS = {"name", "app_name", "max_parallel", "poll_s", "timeout_h", "timeouts_min",
         "retries", "merge_gpu", "merge_memory_gib", "eval_gpu", "volumes", "secrets"}
 MAX_TIMEOUT_H = 24          # Modal's limit on one function call
 MAX_RETRIES = 10            # Modal's limit
@@ -27,11 +27,10 @@ CPU_STAGE = {"cpu": 4.0, "memory_mib": 16 * 1024}   # prepare, preprocess: downl
 
 @dataclass(frozen=True)
 class ModalSettings:
-    """What the Modal app is declared with (runner/backends/modal_app.py reads these)."""
+    """What the Modal app is declared with (runner/backends/modal_app.py reads these). The image is not a
+    setting: it is the project's lock (runner/stack/gpu.lock)."""
 
     app_name: str
-    axolotl_image: str
-    vllm_image: str
     pretrained_volume: str
     runs_volume: str
     hf_secret: str | None
@@ -73,8 +72,6 @@ def app_settings(config: dict[str, Any]) -> ModalSettings:
             raise UserError(f"backend.volumes.{name} must name a Modal Volume")
     return ModalSettings(
         app_name=str(backend["app_name"]),
-        axolotl_image=str(backend["axolotl_image"]),
-        vllm_image=str(backend["vllm_image"]),
         pretrained_volume=str(volumes["pretrained"]),
         runs_volume=str(volumes["runs"]),
         hf_secret=secrets.get("huggingface") or None,

@@ -1,0 +1,228 @@
+"""Carry the lock's GPU stack (runner/stack/gpu.lock) to the lent GPU machine, which cannot download.
+
+The machine already holds torch 2.11.0 (CUDA 13.0) and many other packages; everything else the stages
+import is carried as wheels at the lock's versions, in folders small enough for one device call each
+(wheels larger than a folder travel in parts and are joined on the machine). What the benchmarks import
+is then what the Modal images install.
+
+Here (needs the package index):
+    python bench/stack_wheels.py build --have bench/gpu-machine-packages.txt --out .stack --cap 60
+On the GPU machine, one call per folder (the machine keeps /tmp while it stays warm), then once:
+    python3 bench/stack_wheels.py install .stack1          # into /tmp/site; parts wait for their siblings
+    PYTHONPATH=/tmp/site:$PWD python3 bench/stack_wheels.py verify --out $OUT/stack.json
+
+`--have` is `pip freeze --all` as read on that machine. Packages the stages never import on one GPU
+(SKIP: server-side UIs, cloud file systems, kernels for other architectures, the CUDA compiler the
+machine already has) stay behind; `verify` lists every package whose version there differs from the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import importlib.metadata as metadata
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runner.stack import LOCK, canonical, read_lock  # noqa: E402
+from runner.stack.lock import TARGET, pip  # noqa: E402
+
+# Never imported by a single-GPU job of this project; several are also very large.
+SKIP = {
+    # vLLM kernels for other models or paths: prebuilt FlashInfer binaries, MLA (DeepSeek), CuTe DSL,
+    # TileLang. Llama generation on Hopper runs vLLM's own FlashAttention-3 build.
+    "flashinfer-cubin": "prebuilt FlashInfer kernels (427 MB); Llama on Hopper uses vLLM's FlashAttention",
+    "tokenspeed-triton": "MLA kernels (DeepSeek)", "tokenspeed-mla": "MLA kernels (DeepSeek)",
+    "nvidia-cutlass-dsl": "CuTe DSL kernels", "nvidia-cutlass-dsl-libs-base": "CuTe DSL kernels",
+    "nvidia-cutlass-dsl-libs-cu13": "CuTe DSL kernels", "tilelang": "TileLang kernels", "z3-solver": "TileLang",
+    # the CUDA compiler as wheels: the machine has nvcc 13.0 installed
+    "nvidia-cuda-nvcc": "machine has nvcc 13.0", "nvidia-nvvm": "machine has nvcc 13.0",
+    "nvidia-cuda-tileiras": "machine has nvcc 13.0", "nvidia-cuda-crt": "machine has nvcc 13.0",
+    "nvidia-cuda-cccl": "machine has nvcc 13.0",
+    # axolotl's optional front ends and storage back ends
+    "gradio": "axolotl's chat UI", "gradio-client": "axolotl's chat UI", "hf-gradio": "axolotl's chat UI",
+    "safehttpx": "gradio", "groovy": "gradio", "ffmpy": "gradio", "pydub": "gradio", "semantic-version": "gradio",
+    "lm-eval": "axolotl's lm-eval integration", "sqlitedict": "lm-eval", "rouge-score": "lm-eval",
+    "word2number": "lm-eval", "pytablewriter": "lm-eval", "dataproperty": "lm-eval", "tabledata": "lm-eval",
+    "typepy": "lm-eval", "mbstrdecoder": "lm-eval", "tcolorpy": "lm-eval", "pathvalidate": "lm-eval",
+    "trackio": "axolotl's trackio logger", "plotly": "trackio",
+    "oci": "OCI storage", "ocifs": "OCI storage", "s3fs": "S3 storage", "aiobotocore": "S3 storage",
+    "botocore": "S3 storage", "gcsfs": "GCS storage", "adlfs": "Azure storage", "azure-core": "Azure storage",
+    "azure-datalake-store": "Azure storage", "azure-identity": "Azure storage", "azure-storage-blob": "Azure storage",
+    "msal": "Azure storage", "msal-extensions": "Azure storage",
+    # imported only where used: W&B with tracking=wandb; FlashInfer where vLLM picks it (Blackwell attention,
+    # top-p/top-k sampling), not for greedy eval on Hopper
+    "wandb": "imported only with tracking=wandb", "flashinfer-python": "not used by greedy eval on Hopper",
+}
+PART = ".part-"
+
+
+def have_versions(path: Path) -> dict[str, str]:
+    versions = {}
+    for line in Path(path).read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.strip().split("==", 1)
+            versions[canonical(name)] = version
+    return versions
+
+
+def same_release(installed: str | None, locked: str) -> bool:
+    """2.11.0+cu130 on the machine is the lock's 2.11.0 (PyPI's 2.11.0 wheels are the CUDA 13.0 build)."""
+    return installed is not None and installed.split("+")[0] == locked
+
+
+def build(have: Path, out: str, cap_mib: float) -> None:
+    lock = read_lock(LOCK)
+    machine = have_versions(have)
+    needed = [pin for key, pin in lock.pins.items()
+              if key not in SKIP and not same_release(machine.get(key), pin.version)]
+    work = Path(tempfile.mkdtemp(prefix="stack-wheels-"))
+    wheels = work / "wheels"
+    binary = [pin for pin in needed if not pin.sdist]
+    reqs = work / "binary.txt"
+    reqs.write_text("".join(f"{p.name}=={p.version} " + " ".join(f"--hash={h}" for h in p.hashes) + "\n"
+                            for p in binary))
+    skipped = sum(key in SKIP for key in lock.pins)
+    print(f"{len(needed)} of {len(lock.pins)} locked packages to carry: {skipped} are never imported here, "
+          f"{len(lock.pins) - len(needed) - skipped} the machine has at the lock's version", flush=True)
+    pip("download", "--no-deps", "--only-binary=:all:", *TARGET, "--require-hashes", "-d", str(wheels), "-r", str(reqs))
+    for pin in (p for p in needed if p.sdist):
+        pip("wheel", "--no-deps", "-w", str(wheels), f"{pin.name}=={pin.version}", env={"DS_BUILD_OPS": "0"})
+    pack(sorted(wheels.glob("*.whl")), out, int(cap_mib * 2**20))
+    shutil.rmtree(work)
+
+
+def pack(files: list[Path], prefix: str, cap: int) -> None:
+    """First-fit-decreasing into folders PREFIX1..N of at most `cap` bytes; big files go in parts."""
+    items: list[tuple[int, Path, int | None, int]] = []   # (size, file, part index, parts)
+    for f in files:
+        size = f.stat().st_size
+        parts = -(-size // cap)
+        if parts == 1:
+            items.append((size, f, None, 1))
+        else:
+            items += [(min(cap, size - i * cap), f, i, parts) for i in range(parts)]
+    for old in Path(prefix).parent.glob(Path(prefix).name + "[0-9]*"):
+        shutil.rmtree(old)
+    bins: list[list] = []
+    for item in sorted(items, key=lambda it: -it[0]):
+        target = next((b for b in bins if sum(i[0] for i in b) + item[0] <= cap), None)
+        if target is None:
+            bins.append(target := [])
+        target.append(item)
+    for n, content in enumerate(bins, start=1):
+        folder = Path(f"{prefix}{n}")
+        folder.mkdir(parents=True)
+        for size, f, index, parts in content:
+            if index is None:
+                shutil.copy(f, folder / f.name)
+            else:
+                with f.open("rb") as src:
+                    src.seek(index * cap)
+                    (folder / f"{f.name}{PART}{index + 1}-of-{parts}").write_bytes(src.read(size))
+        print(f"{folder}: {sum(i[0] for i in content) / 2**20:.1f} MiB, {len(content)} files", flush=True)
+
+
+def install(folders: list[Path], target: Path, parts_dir: Path) -> None:
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    wheels = []
+    for folder in folders:
+        for f in sorted(folder.iterdir()):
+            if PART in f.name:
+                shutil.copy(f, parts_dir / f.name)
+            elif f.suffix == ".whl":
+                wheels.append(f)
+    for first in parts_dir.glob(f"*{PART}1-of-*"):
+        name, _, total = first.name.partition(PART)
+        parts = [parts_dir / f"{name}{PART}{i}-of-{total.split('-of-')[1]}" for i in range(1, int(total.split("-of-")[1]) + 1)]
+        if all(p.exists() for p in parts):
+            joined = parts_dir / name
+            with joined.open("wb") as out:
+                for p in parts:
+                    out.write(p.read_bytes())
+                    p.unlink()
+            wheels.append(joined)
+        else:
+            print(f"{name}: {sum(p.exists() for p in parts)} of {len(parts)} parts here, waiting for the rest")
+    if wheels:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                        "--upgrade", "--target", str(target), *map(str, wheels)], check=True)
+    print(f"installed {len(wheels)} wheels into {target}", flush=True)
+
+
+# Modules whose versions the report names (import name → distribution).
+KEY_MODULES = {"torch": "torch", "axolotl": "axolotl", "transformers": "transformers", "peft": "peft",
+               "accelerate": "accelerate", "vllm": "vllm", "liger_kernel": "liger-kernel", "deepspeed": "deepspeed",
+               "bitsandbytes": "bitsandbytes", "datasets": "datasets", "trl": "trl", "triton": "triton",
+               "numpy": "numpy", "pyarrow": "pyarrow", "modal": "modal", "hydra": "hydra-core", "omegaconf": "omegaconf"}
+
+
+def verify(out: Path | None) -> int:
+    """The lock against what this interpreter imports: every package's installed version, key modules' own."""
+    lock = read_lock(LOCK)
+    rows, differ = {}, []
+    for key, pin in sorted(lock.pins.items()):
+        try:
+            installed = metadata.version(pin.name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        state = "same" if same_release(installed, pin.version) else ("missing" if installed is None else "differs")
+        rows[pin.name] = {"lock": pin.version, "installed": installed, "state": state,
+                          **({"skipped": SKIP[key]} if key in SKIP else {})}
+        if state != "same" and key not in SKIP:
+            differ.append(f"{pin.name}: lock {pin.version}, here {installed}")
+    imported = {}
+    for module, dist in KEY_MODULES.items():
+        try:
+            mod = importlib.import_module(module)
+            imported[module] = {"version": getattr(mod, "__version__", None) or metadata.version(dist),
+                                "path": str(Path(mod.__file__).parent), "lock": lock.version(dist)}
+        except Exception as e:  # noqa: BLE001 - report what failed to import, go on
+            imported[module] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300],
+                                "lock": lock.version(dist)}
+    report = {"lock": str(LOCK.relative_to(ROOT)), "lock_sha256": hashlib.sha256(LOCK.read_bytes()).hexdigest(),
+              "python": sys.version.split()[0], "imported": imported, "differs": differ, "packages": rows}
+    for module, info in imported.items():
+        print(f"{module:13} {info.get('version') or info.get('error')}  (lock {info['lock']})")
+    print(f"{len(lock.pins)} locked: {sum(r['state'] == 'same' for r in rows.values())} at the lock's version, "
+          f"{len(differ)} differ (not skipped), {sum(canonical(n) in SKIP for n in rows)} skipped as never imported")
+    for line in differ:
+        print("  differs:", line)
+    if out:
+        out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--have", type=Path, required=True)
+    b.add_argument("--out", default=".stack")
+    b.add_argument("--cap", type=float, default=60, help="MiB per folder")
+    i = sub.add_parser("install")
+    i.add_argument("folders", nargs="+", type=Path)
+    i.add_argument("--target", type=Path, default=Path("/tmp/site"))
+    i.add_argument("--parts", type=Path, default=Path("/tmp/stack-parts"))
+    v = sub.add_parser("verify")
+    v.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.command == "build":
+        build(args.have, args.out, args.cap)
+    elif args.command == "install":
+        install(args.folders, args.target, args.parts)
+    else:
+        return verify(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
