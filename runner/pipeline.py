@@ -28,9 +28,13 @@ COMMANDS: dict[str, Command] = {
 
 
 class StageFailed(Exception):
-    def __init__(self, stage: str, returncode: int, tail: list[str], log: Path):
-        self.stage, self.returncode, self.tail, self.log = stage, returncode, tail, log
-        super().__init__(f"stage '{stage}' failed (exit {returncode}); log: {log}")
+    """A stage process that exited non-zero. `reason` is its own one-line `error: ...` when it gave one
+    (then the user sees that line alone); otherwise `tail` shows what happened."""
+
+    def __init__(self, stage: str, returncode: int, tail: list[str], log: Path, reason: str | None = None):
+        self.stage, self.returncode, self.tail, self.log, self.reason = stage, returncode, tail, log, reason
+        super().__init__(f"stage '{stage}' failed: {reason}" if reason
+                         else f"stage '{stage}' failed (exit {returncode}); log: {log}")
 
 
 @dataclass
@@ -55,9 +59,11 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
         write_json(folder.path / "logs" / "train_history.json", output.records)
         folder.update_metrics(**axolotl_stages.train_metrics(output.records))
     if output.returncode != 0:
-        folder.set_stage(stage, "failed", returncode=output.returncode)
-        folder.set_state("failed", failed_stage=stage)
-        raise StageFailed(stage, output.returncode, output.tail, folder.log_file(stage))
+        reason = output.reason
+        error = {"error": reason} if reason else {}   # `runs show RUN` prints a stage's error
+        folder.set_stage(stage, "failed", returncode=output.returncode, **error)
+        folder.set_state("failed", failed_stage=stage, **error)
+        raise StageFailed(stage, output.returncode, output.tail, folder.log_file(stage), reason)
     folder.set_stage(stage, "succeeded")
     return StageResult(stage, "succeeded")
 

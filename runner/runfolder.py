@@ -107,6 +107,8 @@ class RunFolder:
         entry = status["stages"].setdefault(stage, {})
         entry["state"] = state
         if state == "running":
+            for stale in ("ended", "error", "returncode", "reason"):   # left by an earlier attempt
+                entry.pop(stale, None)
             entry["started"] = now()
             entry["log"] = str(self.log_file(stage).relative_to(self.path))
             status["state"] = "running"

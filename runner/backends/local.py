@@ -21,17 +21,21 @@ def run_jobs(jobs: list[Job]) -> int:
         label = " ".join(job.overrides) or "(defaults)"
         print(f"[{index}/{len(jobs)}] run {run_id}  {label}\n  {job.compute.describe()}", file=sys.stderr)
         started = time.monotonic()
-        state = "succeeded"
+        state = summary_state = "succeeded"
         try:
             run_stages(folder)
         except StageFailed as e:
             failed += 1
-            state = f"failed ({e.stage})"
-            print(f"error: stage '{e.stage}' failed (exit {e.returncode}); last lines of {e.log}:", file=sys.stderr)
-            print("\n".join("    " + line for line in e.tail), file=sys.stderr)
+            state = summary_state = f"failed ({e.stage})"
+            if e.reason:  # the stage said what to do: that line alone, the details stay in its log
+                summary_state = f"{state}: {e.reason}"   # the sweep table keeps its short status
+                print(f"error: run {run_id}: {e.stage}: {e.reason}", file=sys.stderr)
+            else:
+                print(f"error: stage '{e.stage}' failed (exit {e.returncode}); last lines of {e.log}:", file=sys.stderr)
+                print("\n".join("    " + line for line in e.tail), file=sys.stderr)
         elapsed = time.monotonic() - started
         metrics = folder.metrics()
-        print(report.run_summary(folder.path, state, elapsed, metrics, adapter=bool(job.config.get("adapter"))))
+        print(report.run_summary(folder.path, summary_state, elapsed, metrics, adapter=bool(job.config.get("adapter"))))
         rows.append({
             "job": index, "overrides": label, "status": state,
             "loss": (metrics.get("train_loss") or {}).get("last"),

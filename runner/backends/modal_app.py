@@ -139,6 +139,8 @@ def run_stage_in_container(request: dict[str, Any], stage: str) -> dict[str, Any
             result = run_stage(folder, stage)
     except StageFailed as e:
         # a plain exception crosses back to the caller (and triggers Modal's retries, if any)
+        if e.reason:  # the stage's own one-line explanation (a failed hub download, ...): that alone
+            raise RuntimeError(f"{stage}: {e.reason}") from None
         tail = "\n".join(e.tail[-15:])
         raise RuntimeError(f"stage '{stage}' failed (exit {e.returncode}); last lines of {e.log}:\n{tail}") from None
     finally:

@@ -116,4 +116,7 @@ def run_job(job: Job, total: int, shared: dict[str, dict[str, SharedStep]], crea
 
 def _one_line(e: BaseException) -> str:
     lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    # a failed stage arrives as a plain RuntimeError whose text already says which stage and why
+    if type(e) is RuntimeError and lines:
+        return lines[0]
     return f"{type(e).__name__}: {lines[0] if lines else ''}".strip().rstrip(":")

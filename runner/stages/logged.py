@@ -15,6 +15,7 @@ from runner.progress import StageProgress
 
 METRIC_DICT = re.compile(r"\{'(?:loss|eval_loss|train_runtime|train_loss)'.*?\}")
 TAIL_LINES = 25
+ERROR_PREFIX = "error: "
 
 
 @dataclass
@@ -22,6 +23,17 @@ class StageOutput:
     returncode: int
     records: list[dict] = field(default_factory=list)   # parsed trainer metric dicts, in order
     tail: list[str] = field(default_factory=list)       # last lines, for the failure message
+
+    @property
+    def reason(self) -> str | None:
+        """A failed stage's own one-line explanation: its last line, when that is `error: ...`.
+
+        Stages report what the user can act on this way (a hub download, bad eval settings); anything
+        else (a crash) has no reason and is shown by its tail instead.
+        """
+        if self.returncode != 0 and self.tail and self.tail[-1].startswith(ERROR_PREFIX):
+            return self.tail[-1][len(ERROR_PREFIX):].strip() or None
+        return None
 
 
 def parse_metric_dict(text: str) -> dict | None:

@@ -26,16 +26,23 @@ def prepare(config: dict[str, Any]) -> str:
         return base_model
     from runner.models import hub
 
-    path = hub.download(base_model, config["cache_dir"])
+    path = hub.download(base_model, config["cache_dir"], hub.token_place(config.get("backend")))
     print(f"{base_model} ready at {path}")
     return str(path)
 
 
-def main(run_dir: str) -> None:
+def main(run_dir: str) -> int:
+    from runner.errors import UserError, report
     from runner.runfolder import RunFolder
 
-    prepare(RunFolder(Path(run_dir)).composed())
+    try:
+        prepare(RunFolder(Path(run_dir)).composed())
+    except UserError as e:
+        # the last line of the stage's output: the pipeline shows it to the user as the reason
+        sys.stdout.flush()
+        return report(e)
+    return 0
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    sys.exit(main(*sys.argv[1:]))
