@@ -43,6 +43,8 @@ def main() -> int:
     parser.add_argument("--base-model", help="a local model folder (default: the model group's)")
     parser.add_argument("--work", default="/tmp/bench/modal", help="holds the runs and pretrained 'Volumes'")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--continue-run", metavar="RUN_ID",
+                        help="run the stages of this run that have not succeeded (e.g. after a fix), then finish it")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     work = Path(args.work)
@@ -73,8 +75,20 @@ def main() -> int:
             print(f"=== {stage}: {calls[stage]} s", flush=True)
 
     started = time.monotonic()
-    (result,) = run_sweep([request], 1, create=modal_app.create_run, call_stage=call_stage,
-                          finish=modal_app.finish_run, log=lambda line: print(line, flush=True))
+    if args.continue_run:
+        from runner.backends.modal_sweep import JobResult
+
+        run_id = request["run_id"] = args.continue_run
+        done = read_json(work / "runs" / run_id / "status.json", {}).get("stages", {})
+        result = JobResult(1, run_id)
+        for stage in (s for s, enabled in request["stages"].items() if enabled):
+            if done.get(stage, {}).get("state") != "succeeded":
+                call_stage(request, stage, {})
+        modal_app.finish_run(request, result)
+        result = result.to_dict()
+    else:
+        (result,) = run_sweep([request], 1, create=modal_app.create_run, call_stage=call_stage,
+                              finish=modal_app.finish_run, log=lambda line: print(line, flush=True))
     total = round(time.monotonic() - started, 1)
 
     folder = work / "runs" / run_id

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Modal app's stage functions in-process on the lent GPU machine, on the lock's packages
 # (bench/RESULTS.md §8 has the whole procedure). From the repo root on that machine:
-#   python3 bench/stack_wheels.py install .stackN    # one call per folder (the first also makes the 7B)
+#   python3 bench/stack_wheels.py install .stackN    # one call per folder (the first also makes the 7B);
+#                                                    # the last with --finish
 #   bash bench/modal_local.sh start [SECONDS]        # verify the stack, vLLM's CLI, start the job, wait
 #   bash bench/modal_local.sh wait [SECONDS]         # wait for the job; results, logs into $OUT
 # The job runs from a snapshot of the repo (/tmp/bench/repo) in its own process session, so it goes on
@@ -13,6 +14,9 @@ export PYTHONPATH=/tmp/site:/tmp/bench/repo PYTHONDONTWRITEBYTECODE=1 PYTHONUNBU
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled VLLM_NO_USAGE_STATS=1
 export AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+# FlashInfer is not carried (bench/stack_wheels.py SKIP): vLLM 0.23 would import it only to decide on its
+# top-p/top-k sampler, which greedy decoding never uses.
+export VLLM_USE_FLASHINFER_SAMPLER=0
 JOB=${JOB:-model=llama2 gpu=h200 eval.engine=vllm}
 
 wait_for_job() {

@@ -7,8 +7,9 @@ is then what the Modal images install.
 
 Here (needs the package index):
     python bench/stack_wheels.py build --have bench/gpu-machine-packages.txt --out .stack --cap 60
-On the GPU machine, one call per folder (the machine keeps /tmp while it stays warm), then once:
-    python3 bench/stack_wheels.py install .stack1          # into /tmp/site; parts wait for their siblings
+On the GPU machine, one call per folder (the machine keeps /tmp while it stays warm); the last with --finish:
+    python3 bench/stack_wheels.py install .stack11         # staged in /tmp/stack-wheels; parts are joined
+    python3 bench/stack_wheels.py install .stack1 --finish # then one pip call into /tmp/site
     PYTHONPATH=/tmp/site:$PWD python3 bench/stack_wheels.py verify --out $OUT/stack.json
 
 `--have` is `pip freeze --all` as read on that machine. Packages the stages never import on one GPU
@@ -58,9 +59,10 @@ SKIP = {
     "botocore": "S3 storage", "gcsfs": "GCS storage", "adlfs": "Azure storage", "azure-core": "Azure storage",
     "azure-datalake-store": "Azure storage", "azure-identity": "Azure storage", "azure-storage-blob": "Azure storage",
     "msal": "Azure storage", "msal-extensions": "Azure storage",
-    # imported only where used: W&B with tracking=wandb; FlashInfer where vLLM picks it (Blackwell attention,
-    # top-p/top-k sampling), not for greedy eval on Hopper
-    "wandb": "imported only with tracking=wandb", "flashinfer-python": "not used by greedy eval on Hopper",
+    # FlashInfer needs the CuTe DSL above (~230 MB in all). vLLM 0.23 imports it only to ask whether to
+    # sample top-p/top-k with it; modal_local.sh sets VLLM_USE_FLASHINFER_SAMPLER=0, and greedy eval on
+    # Hopper runs vLLM's own FlashAttention. On Modal the image has it, as locked.
+    "flashinfer-python": "top-p/top-k sampler only (VLLM_USE_FLASHINFER_SAMPLER=0 here)",
 }
 PART = ".part-"
 
@@ -131,31 +133,34 @@ def pack(files: list[Path], prefix: str, cap: int) -> None:
         print(f"{folder}: {sum(i[0] for i in content) / 2**20:.1f} MiB, {len(content)} files", flush=True)
 
 
-def install(folders: list[Path], target: Path, parts_dir: Path) -> None:
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    wheels = []
+def install(folders: list[Path], target: Path, staging: Path, finish: bool) -> None:
+    """Stage each folder's wheels (joining parts once all have arrived); with `finish`, install every staged
+    wheel in ONE pip call. Separate `pip install --target --upgrade` calls would replace each other's
+    namespace folders (`opentelemetry/`, `google/`, ...): the last one wins and the others lose modules."""
+    staging.mkdir(parents=True, exist_ok=True)
     for folder in folders:
         for f in sorted(folder.iterdir()):
-            if PART in f.name:
-                shutil.copy(f, parts_dir / f.name)
-            elif f.suffix == ".whl":
-                wheels.append(f)
-    for first in parts_dir.glob(f"*{PART}1-of-*"):
-        name, _, total = first.name.partition(PART)
-        parts = [parts_dir / f"{name}{PART}{i}-of-{total.split('-of-')[1]}" for i in range(1, int(total.split("-of-")[1]) + 1)]
+            if f.suffix == ".whl" or PART in f.name:
+                shutil.copy(f, staging / f.name)
+    for first in staging.glob(f"*{PART}1-of-*"):
+        name, _, counts = first.name.partition(PART)
+        total = int(counts.split("-of-")[1])
+        parts = [staging / f"{name}{PART}{i}-of-{total}" for i in range(1, total + 1)]
         if all(p.exists() for p in parts):
-            joined = parts_dir / name
-            with joined.open("wb") as out:
+            with (staging / name).open("wb") as out:
                 for p in parts:
                     out.write(p.read_bytes())
                     p.unlink()
-            wheels.append(joined)
-        else:
-            print(f"{name}: {sum(p.exists() for p in parts)} of {len(parts)} parts here, waiting for the rest")
-    if wheels:
+    waiting = sorted({f.name.partition(PART)[0] for f in staging.glob(f"*{PART}*")})
+    wheels = sorted(staging.glob("*.whl"))
+    print(f"staged {len(wheels)} wheels in {staging}" + (f"; waiting for parts of {', '.join(waiting)}" if waiting else ""))
+    if finish:
+        if waiting:
+            raise SystemExit(f"error: parts missing for {', '.join(waiting)}: install their folders first")
+        shutil.rmtree(target, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                        "--upgrade", "--target", str(target), *map(str, wheels)], check=True)
-    print(f"installed {len(wheels)} wheels into {target}", flush=True)
+                        "--target", str(target), *map(str, wheels)], check=True)
+        print(f"installed {len(wheels)} wheels into {target}", flush=True)
 
 
 # Modules whose versions the report names (import name → distribution).
@@ -211,14 +216,15 @@ def main() -> int:
     i = sub.add_parser("install")
     i.add_argument("folders", nargs="+", type=Path)
     i.add_argument("--target", type=Path, default=Path("/tmp/site"))
-    i.add_argument("--parts", type=Path, default=Path("/tmp/stack-parts"))
+    i.add_argument("--staging", type=Path, default=Path("/tmp/stack-wheels"))
+    i.add_argument("--finish", action="store_true", help="install everything staged, in one pip call")
     v = sub.add_parser("verify")
     v.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "build":
         build(args.have, args.out, args.cap)
     elif args.command == "install":
-        install(args.folders, args.target, args.parts)
+        install(args.folders, args.target, args.staging, args.finish)
     else:
         return verify(args.out)
     return 0

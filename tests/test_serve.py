@@ -94,3 +94,24 @@ def test_remote_infer_without_modal_credentials_is_a_user_error(monkeypatch):
         pytest.skip("this machine has a Modal profile")
     with pytest.raises(UserError, match="no Modal credentials"):
         serve.complete_remotely(RUN_ID, [{"prompt": "x"}], {})
+
+
+def test_vllm_command_passes_only_options_the_locked_vllm_has(plan, tmp_path, tiny_model):
+    """The serve command is checked against `vllm serve --help=all` of the vLLM in runner/stack/gpu.lock."""
+    from runner import serve
+    from runner.evals.generate import VLLM_LORA_RANKS
+    from runner.stack import stack, vllm_serve_flags
+
+    flags = vllm_serve_flags()
+    assert flags.version == stack().version("vllm"), "refresh runner/stack/vllm-serve-flags.txt with the lock's vLLM"
+    assert {"--served-model-name", "--enable-lora", "--lora-modules", "--max-model-len"} <= flags.options
+    assert "--no-such-option" not in flags.options
+    for tuned in ("merged", "none"):
+        folder = make_run(plan, tmp_path / tuned, tiny_model, run_id=RUN_ID, tuned=tuned)
+        if tuned == "none":
+            write_json(folder.outputs / "adapter_config.json", {"r": 24})
+        command = serve.vllm_command(folder.path, folder.composed())
+        assert command[:2] == ["vllm", "serve"]
+        used = {arg for arg in command if arg.startswith("-")}
+        assert used and used <= flags.options, used - flags.options
+    assert set(VLLM_LORA_RANKS) <= set(flags.lora_ranks)   # adapter_rank picks a value vLLM accepts

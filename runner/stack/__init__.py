@@ -120,3 +120,27 @@ def stack() -> Lock:
     if _cached is None:
         _cached = read_lock()
     return _cached
+
+
+VLLM_SERVE_FLAGS = STACK_DIR / "vllm-serve-flags.txt"
+
+
+@dataclass(frozen=True)
+class VllmServeFlags:
+    """The options of `vllm serve` in one vLLM release, as its own `--help=all` printed them."""
+
+    version: str
+    options: frozenset[str]
+    lora_ranks: tuple[int, ...]   # the values --max-lora-rank accepts
+
+
+def vllm_serve_flags(path: Path = VLLM_SERVE_FLAGS) -> VllmServeFlags:
+    meta, options = {}, set()
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#") and ":" in line:
+            key, _, value = line[1:].partition(":")
+            meta[key.strip()] = value.strip()
+        elif line.strip():
+            options.add(line.strip())
+    ranks = tuple(int(r) for r in meta.get("max-lora-rank", "").split(",") if r)
+    return VllmServeFlags(meta.get("vllm", "?"), frozenset(options), ranks)
