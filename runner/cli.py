@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = plan_jobs(overrides, multirun)
         backends = {job.config["backend"]["name"] for job in jobs}
         if len(backends) > 1:
-            raise UserError("one sweep cannot mix backends: sweep local and modal runs separately")
+            raise UserError("one sweep cannot mix backends (backend=auto placed some jobs here and some on Modal): "
+                            "sweep them separately, or set backend=local or backend=modal")
         if all(job.config.get("dry_run") for job in jobs):
             from runner.report import dry_run_text
 

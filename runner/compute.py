@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import UserError, did_you_mean
+
+if TYPE_CHECKING:
+    from runner.backends.placement import Placement
 
 # Modal's GPU names (its server rejects others only after submission, so we check first).
 MODAL_GPU_TYPES = ("T4", "L4", "A10G", "L40S", "A100", "A100-40GB", "A100-80GB", "H100", "H200", "B200")
@@ -39,6 +42,8 @@ class ComputeSpec:
     est_hours: float
     est_cost_usd: float
     max_cost_usd: float | None      # at the timeout
+    auto: bool = False              # backend=auto chose the backend ...
+    placement: str | None = None    # ... for this reason
 
     def describe(self) -> str:
         where = self.gpu_string or "this machine (CPU)"
@@ -46,7 +51,8 @@ class ComputeSpec:
         cost = f"~${self.est_cost_usd:.2f}"
         if self.max_cost_usd is not None:
             cost += f" (at most ${self.max_cost_usd:.2f} at the timeout)"
-        return (f"backend={self.backend}  gpu={where}  processes={self.processes}  timeout={timeout}  "
+        backend = f"{self.backend} (auto)" if self.auto else self.backend
+        return (f"backend={backend}  gpu={where}  processes={self.processes}  timeout={timeout}  "
                 f"est. train time {_hours(self.est_hours)}  est. cost {cost}")
 
 
@@ -56,7 +62,8 @@ def _hours(h: float) -> str:
     return f"~{h * 60:.0f} min" if h < 1 else f"~{h:.1f} h"
 
 
-def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: float) -> ComputeSpec:
+def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: float,
+                 placement: Placement | None = None) -> ComputeSpec:
     gpu, backend = config["gpu"], config["backend"]
     count = int(gpu["count"])
     if gpu.get("modal"):
@@ -74,7 +81,8 @@ def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: f
     if gpu.get("modal"):
         est_hours += FIXED_OVERHEAD_H
     price = count * gpu["usd_per_hour"]
-    timeout_h = backend.get("timeout_h")
+    # only Modal bounds a run's time (and so its cost); backend=auto carries Modal's settings when it runs here
+    timeout_h = backend.get("timeout_h") if backend["name"] == "modal" else None
     return ComputeSpec(
         backend=backend["name"],
         gpu_string=gpu.get("modal"),
@@ -83,4 +91,6 @@ def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: f
         est_hours=est_hours,
         est_cost_usd=est_hours * price,
         max_cost_usd=timeout_h * price if timeout_h and price else None,
+        auto=bool(placement and placement.auto),
+        placement=placement.reason if placement else None,
     )

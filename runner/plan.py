@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import validate
+from runner.backends.placement import Placement, place
 from runner.compose import DRY_RUN_ID, ComposedJob, JobOverrides, compose_job, expand_overrides
 from runner.compute import ComputeSpec, compute_spec
 from runner.datacheck import DataFile, check_data_file
@@ -19,6 +20,7 @@ class Job:
     config: dict[str, Any] = field(repr=False)      # resolved: runner keys + axolotl keys
     compute: ComputeSpec
     data: dict[str, DataFile]                      # "train" and, when there is one, "test"
+    placement: Placement                           # where it runs: backend.name, or what `auto` chose
 
     @property
     def overrides(self) -> list[str]:
@@ -35,14 +37,17 @@ class Job:
     def for_run(self, run_id: str) -> Job:
         """The same job with its paths resolved for a real run id."""
         config = self.composed.resolve(run_id)
+        config["backend"]["name"] = self.placement.backend
         _resolve_settings(config, self.data["train"].longest_record_chars)
-        return Job(self.composed, config, self.compute, self.data)
+        return Job(self.composed, config, self.compute, self.data, self.placement)
 
 
 def plan_job(overrides: JobOverrides) -> Job:
     composed = compose_job(overrides)
     config = composed.resolve(DRY_RUN_ID)
     choices = composed.choices
+    placement = place(config)
+    config["backend"]["name"] = placement.backend   # what the run folder and the stages see
     data = {"train": check_data_file(config["dataset"]["path"], config["dataset"]["format"])}
     if config["dataset"].get("test_path"):
         data["test"] = check_data_file(config["dataset"]["test_path"], config["dataset"]["format"])
@@ -52,7 +57,7 @@ def plan_job(overrides: JobOverrides) -> Job:
     validate.check_combination(config, choices)
     validate.check_memory(config, choices, longest)
     avg_chars = _average_record_chars(data["train"])
-    return Job(composed, config, compute_spec(config, data["train"].records, avg_chars), data)
+    return Job(composed, config, compute_spec(config, data["train"].records, avg_chars, placement), data, placement)
 
 
 def _resolve_settings(config: dict[str, Any], longest_record_chars: int | None) -> None:

@@ -16,6 +16,14 @@ def dry_run_text(job: Job, index: int, total: int) -> str:
         f"# job {index}/{total}: {choices}",
         f"# overrides: {' '.join(job.overrides) or '(none)'}",
         f"# compute: {job.compute.describe()}",
+    ]
+    if job.placement.auto:
+        header.append(f"# backend: auto chose {job.placement.backend}: {job.placement.reason}")
+    if job.placement.backend == "modal":
+        from runner.stack import stack
+
+        header.append(f"# stack (every Modal image): {stack().summary()}")
+    header += [
         f"# data: train {job.data['train'].records} records"
         + (f", test {job.data['test'].records}" if "test" in job.data else ""),
         "# axolotl config (written to <run_dir>/config.yml):",

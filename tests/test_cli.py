@@ -10,7 +10,7 @@ from conftest import ROOT
 
 
 def test_dry_run_prints_axolotl_yaml_and_compute_spec(cli, tmp_path):
-    result = cli("model=mistral", "adapter=qlora", "gpu=a100x4", "dry_run=true", f"runs_root={tmp_path}")
+    result = cli("model=mistral", "adapter=qlora", "gpu=a100x4", "backend=local", "dry_run=true", f"runs_root={tmp_path}")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "# compute: backend=local  gpu=A100-80GB:4  processes=4" in out
@@ -29,6 +29,18 @@ def test_dry_run_shows_modal_gpu_string_and_timeout(cli):
     assert result.returncode == 0, result.stderr
     assert "backend=modal  gpu=H100:4  processes=4  timeout=12 h" in result.stdout
     assert "at most $" in result.stdout
+
+
+def test_modal_dry_run_shows_the_stack_of_the_lock(cli):
+    from runner.stack import stack
+
+    result = cli("backend=modal", "gpu=h100", "dry_run=true")
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("# stack"))
+    assert line == f"# stack (every Modal image): {stack().summary()}"
+    assert "Python 3.12, torch 2.11.0 (CUDA 13.0), axolotl 0.19.0, vLLM 0.23.0" in line
+    local = cli("backend=local", "dry_run=true")
+    assert "# stack" not in local.stdout   # a local run uses what this machine has installed
 
 
 def test_dry_run_imports_no_torch_transformers_or_axolotl():

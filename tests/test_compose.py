@@ -25,7 +25,7 @@ def test_groups_have_the_designed_options():
     assert set(OPTIONS["gpu"]) == {"cpu", "t4", "l4", "a10g", "l40s", "a100-40gb", "a100", "a100x2", "a100x4",
                                    "a100x8", "h100", "h100x2", "h100x4", "h100x8", "h200", "h200x8", "b200x8"}
     assert OPTIONS["dataset"] == ["alpaca", "chat_template", "completion", "sqlqa"]
-    assert OPTIONS["backend"] == ["local", "modal"]
+    assert OPTIONS["backend"] == ["auto", "local", "modal"]
     assert OPTIONS["tracking"] == ["mlflow", "none", "wandb"]
 
 

@@ -30,12 +30,18 @@ NO_CREDENTIALS = ("no Modal credentials found: run `modal setup` "
                   "(or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)")
 
 
-def require_credentials() -> None:
-    """Modal's own lookup: MODAL_TOKEN_ID/SECRET in the environment, else the active ~/.modal.toml profile."""
+def require_credentials(auto_reason: str | None = None) -> None:
+    """Modal's own lookup: MODAL_TOKEN_ID/SECRET in the environment, else the active ~/.modal.toml profile.
+
+    `auto_reason`: backend=auto chose Modal for this reason, so the other way out is a machine with the GPUs."""
     from modal.config import config
 
-    if not (config.get("token_id") and config.get("token_secret")):
-        raise UserError(NO_CREDENTIALS)
+    if config.get("token_id") and config.get("token_secret"):
+        return
+    if auto_reason:
+        raise UserError(f"backend=auto sends this job to Modal ({auto_reason}), but no Modal credentials were "
+                        "found: run `modal setup`, or use backend=local on a machine with those GPUs")
+    raise UserError(NO_CREDENTIALS)
 
 
 def require_secrets(names: set[str]) -> None:
@@ -96,7 +102,7 @@ def run_jobs(jobs: list[Job]) -> int:
         ms.stage_options(job.config)
     max_parallel, poll_s = ms.max_parallel(jobs[0].config), ms.poll_seconds(jobs[0].config)
     detach = any(job.config.get("detach") for job in jobs)
-    require_credentials()
+    require_credentials(next((job.placement.reason for job in jobs if job.placement.auto), None))
     os.environ["RUNNER_MODAL_SETTINGS"] = settings.to_json()
     import modal
 
