@@ -234,9 +234,7 @@ def create_run(job: dict[str, Any]) -> None:
     from runner.runfolder import RunFolder
 
     uploaded = [f"dataset.{key}={runs_dir() / remote}" for key, remote in (job.get("data_files") or {}).items()]
-    # backend.name=modal: the job was placed on Modal when it was launched (backend=auto decides there, once)
-    overrides = [*job["overrides"], *uploaded, "backend.name=modal", f"runs_root={runs_dir()}",
-                 f"cache_dir={pretrained_dir()}"]
+    overrides = [*job["overrides"], *uploaded, f"runs_root={runs_dir()}", f"cache_dir={pretrained_dir()}"]
     with _volume_lock:
         _reload(runs_volume)
         if (runs_dir() / job["run_id"] / "status.json").exists():
