@@ -14,6 +14,7 @@ from typing import Any
 
 from runner.errors import UserError, unknown
 from runner.paths import CONF_DIR, data_file
+from runner.schema.config import RUNNER_KEYS
 
 GROUPS = ("model", "dataset", "adapter", "deepspeed", "gpu", "backend", "tracking", "experiment")
 DRY_RUN_ID = "<run_id>"
@@ -93,8 +94,15 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[JobOverrides]
             continue
         if override.is_hydra_override():
             raise UserError(f"'{text}': hydra.* settings are not used by the runner")
-        # A plain `key=value` may introduce a key the config does not have yet (any axolotl key).
+        # A plain `key=value` may introduce a key the config does not have yet (any axolotl key); the
+        # runner's own keys are typed (runner/schema/), so a typo there must fail, not add a key.
         element = key if override.package is None else f"{key}@{override.package}"
+        if key.split(".")[0] in RUNNER_KEYS and not (override.is_add() or override.is_force_add()):
+            if override.is_sweep_override():
+                axes.append([(f"{element}={v}", f"{element}={v}") for v in override.sweep_string_iterator()])
+            else:
+                axes.append([(text, text)])
+            continue
         if override.is_sweep_override():
             axes.append([(f"++{element}={v}", f"{element}={v}") for v in override.sweep_string_iterator()])
         elif override.is_delete() or override.is_add() or override.is_force_add():
@@ -107,6 +115,9 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[JobOverrides]
 def _register_resolvers() -> None:
     from omegaconf import OmegaConf
 
+    from runner.schema.config import register
+
+    register()
     if not OmegaConf.has_resolver("data_file"):
         OmegaConf.register_resolver("data_file", data_file)
         OmegaConf.register_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))

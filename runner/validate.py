@@ -139,7 +139,7 @@ def check_memory(config: dict[str, Any], choices: dict[str, str | None], longest
         hint.append("deepspeed=zero3 with more GPUs")
     raise UserError(
         f"model={choices.get('model')} with adapter={choices.get('adapter')} needs ~{est.total:.0f} GiB per GPU "
-        f"but gpu={choices.get('gpu')} has {limit} GiB ({est.breakdown()}): try {', or '.join(hint)}"
+        f"but gpu={choices.get('gpu')} has {limit:g} GiB ({est.breakdown()}): try {', or '.join(hint)}"
     )
 
 

@@ -1,0 +1,62 @@
+"""The `backend` node: where a job's stages run (conf/backend/*.yaml). One schema for all three options:
+`auto` carries Modal's settings for the jobs it sends there; `local` leaves them at their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from runner.schema.ranges import Range, positive
+
+BACKENDS = ("auto", "local", "modal")
+
+
+@dataclass
+class StageTimeouts:
+    """Minutes each Modal stage may run (train: timeout_h)."""
+
+    prepare: float = 60
+    preprocess: float = 60
+    merge: float = 60
+    eval: float = 60
+
+
+@dataclass
+class Volumes:
+    pretrained: str = "runner-pretrained"   # the Hugging Face cache: each base model downloaded once
+    runs: str = "runner-runs"               # run folders, same layout as locally
+
+
+@dataclass
+class Secrets:
+    """Modal Secret names; null attaches none (wandb only with tracking=wandb)."""
+
+    huggingface: Optional[str] = "huggingface"
+    wandb: Optional[str] = "wandb"
+
+
+@dataclass
+class BackendSettings:
+    name: str = "auto"                    # auto | local | modal
+    timeout_h: Optional[float] = None     # Modal: the train stage's limit (Modal allows 24)
+    app_name: str = "runner"
+    max_parallel: int = 8                 # concurrent jobs of a Modal sweep
+    poll_s: float = 15                    # while attached: how often run status is copied back
+    timeouts_min: StageTimeouts = field(default_factory=StageTimeouts)
+    retries: int = 1                      # train: a preempted or failed attempt resumes from its checkpoint
+    merge_gpu: Optional[str] = None       # null: merge on CPU with merge_memory_gib of RAM
+    merge_memory_gib: float = 64
+    eval_gpu: Optional[str] = None        # null: the job's own GPU string
+    volumes: Volumes = field(default_factory=Volumes)
+    secrets: Secrets = field(default_factory=Secrets)
+
+
+RANGES = {
+    "backend.timeout_h": Range(0, 24, low_open=True, allow=(None,)),
+    "backend.max_parallel": Range(1, integer=True),
+    "backend.poll_s": positive(),
+    **{f"backend.timeouts_min.{stage}": Range(0, 24 * 60, low_open=True) for stage in ("prepare", "preprocess", "merge", "eval")},
+    "backend.retries": Range(0, 10, integer=True),
+    "backend.merge_memory_gib": positive(),
+}
+CHOICES = {"backend.name": BACKENDS}

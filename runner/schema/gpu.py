@@ -1,0 +1,29 @@
+"""The `gpu` node: the hardware a job asks for (conf/gpu/*.yaml). Training settings are `recipe`'s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import MISSING
+
+from runner.schema.ranges import Range, positive
+
+
+@dataclass
+class GpuSpec:
+    modal: Optional[str] = MISSING       # Modal's GPU string ("A100-80GB:4"); null: this machine's CPU
+    count: int = 1                       # GPUs, and so training processes (one per GPU)
+    memory_gib: float = MISSING          # per GPU (RAM for the CPU)
+    bf16: bool = False                   # the card computes in bfloat16 (Ampere and newer)
+    flash_attention: bool = False        # FlashAttention kernels run on it (Ampere and newer)
+    peak_tflops: float = MISSING         # dense 16-bit, per GPU: time and MFU estimates
+    usd_per_hour: float = 0.0            # per GPU, Modal on-demand: cost estimates
+
+
+RANGES = {
+    "gpu.count": Range(1, 8, integer=True),
+    "gpu.memory_gib": positive(),
+    "gpu.peak_tflops": positive(),
+    "gpu.usd_per_hour": Range(0),
+}
