@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError, unknown
-from runner.paths import CONF_DIR, data_file
+from runner.paths import CONF_DIR, EXPERIMENTS_DIR, data_file
 from runner.schema.config import RUNNER_KEYS
 
 GROUPS = ("model", "dataset", "adapter", "deepspeed", "gpu", "backend", "tracking", "experiment")
@@ -130,14 +130,16 @@ def compose_job(overrides: JobOverrides) -> ComposedJob:
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
+    import yaml
+
+    from runner.config_errors import explain
+
     _register_resolvers()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), job_name="runner"):
             cfg = compose("config", overrides=overrides.hydra, return_hydra_config=True)
-    except HydraException as e:
-        raise UserError(_first_line(e)) from None
-    except OmegaConfBaseException as e:
-        raise UserError(_first_line(e)) from None
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+        raise UserError(explain(e, [CONF_DIR, EXPERIMENTS_DIR])) from None
     choices = {g: cfg.hydra.runtime.choices.get(g) for g in GROUPS}
     with open_dict(cfg):
         del cfg["hydra"]

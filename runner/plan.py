@@ -46,6 +46,7 @@ def plan_job(overrides: JobOverrides) -> Job:
     composed = compose_job(overrides)
     config = composed.resolve(DRY_RUN_ID)
     choices = composed.choices
+    validate.check_settings(config)
     placement = place(config)
     config["backend"]["name"] = placement.backend   # what the run folder and the stages see
     data = {"train": check_data_file(config["dataset"]["path"], config["dataset"]["format"])}

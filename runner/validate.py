@@ -13,6 +13,9 @@ from typing import Any
 
 from runner import memory
 from runner.errors import UserError, did_you_mean, unknown
+from runner.schema.axolotl_ranges import AXOLOTL_RANGES
+from runner.schema.config import CHOICES, RANGES
+from runner.schema.ranges import check_ranges, lookup
 
 KEYS_FILE = Path(__file__).with_name("schema") / "axolotl_keys.json"
 DATASET_LISTS = ("datasets", "test_datasets", "pretraining_dataset")
@@ -80,6 +83,16 @@ def check_value_kind(key: str, value: Any, kinds: list[str] | None) -> None:
     expected = sorted(accepted - {"null"}) + [json.dumps(v) for v in literals]
     hint = did_you_mean(value, map(str, literals)) if kind == "str" else ""
     raise UserError(f"axolotl key '{key}' expects {' or '.join(expected)}, got {kind} {value!r}{hint}")
+
+
+def check_settings(config: dict[str, Any]) -> None:
+    """Values in range and choices among the valid ones: the runner's keys, then axolotl's common numbers."""
+    for key, choices in CHOICES.items():
+        present, value = lookup(config, key)
+        if present and value not in choices:
+            raise unknown(f"{key} value", value, [c for c in choices if c is not None])
+    check_ranges(config, RANGES)
+    check_ranges(config, AXOLOTL_RANGES)
 
 
 def check_combination(config: dict[str, Any], choices: dict[str, str | None]) -> None:

@@ -108,7 +108,7 @@ def test_backend_settings_reach_the_stage_options(plan):
     (["gpu=a100", "backend.eval_gpu=H100:9"], "count must be 1-8"),
     (["gpu=a100", "backend.timeout_h=30"], "at most 24"),
     (["gpu=a100", "backend.retries=-1"], "backend.retries"),
-    (["gpu=a100", "backend.max_paralel=2"], "did you mean 'max_parallel'"),
+    (["gpu=a100", "backend.max_paralel=2"], "did you mean 'backend.max_parallel'"),
     (["gpu=a100", "tracking=wandb", "backend.secrets.wandb=null"], "backend.secrets.wandb"),
 ])
 def test_bad_modal_settings_are_one_line_errors(overrides, message):

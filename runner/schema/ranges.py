@@ -25,7 +25,9 @@ class Range:
             bounds.append(f"{'more than' if self.low_open else 'at least'} {self.low:g}")
         if self.high is not None:
             bounds.append(f"{'below' if self.high_open else 'at most'} {self.high:g}")
-        text = ("a whole number" if self.integer else "a number") + (f" {' and '.join(bounds)}" if bounds else "")
+        text = "a whole number" if self.integer else "a number"
+        if bounds:
+            text += (" of " if bounds[0].startswith("at least") else " ") + " and ".join(bounds)
         others = [("null" if v is None else str(v)) for v in self.allow]
         return text + (f", or {' or '.join(others)}" if others else "")
 
@@ -69,5 +71,7 @@ def check_ranges(config: dict[str, Any], ranges: dict[str, Range]) -> None:
     """The first value outside its range, as one line naming the key (keys not set are fine)."""
     for key, rule in ranges.items():
         present, value = lookup(config, key)
-        if present and not rule.accepts(value):
+        # a value of another type is the type checks' to report (the schema's, or axolotl's own kinds)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if present and (numeric or value is None) and not rule.accepts(value):
             raise UserError(f"{key} must be {rule.describe()}, got {value!r}")
