@@ -35,8 +35,7 @@ VARLEN_SYNC = "runner.integrations.varlen_sync.VarlenSyncPlugin"
 ROPE_RELINK = "runner.integrations.rope_relink.RopeRelinkPlugin"
 # The seed's recipe (Modal's axolotl example): no packing, micro batch 32, activation checkpointing,
 # plain SDPA, no Liger. axolotl 0.19 turns its LoRA kernels on by itself, so they stay on here too.
-SEED = ["sample_packing=false", "pad_to_sequence_len=false", "micro_batch_size=32", "gradient_checkpointing=true",
-        "liger_rope=false", "liger_rms_norm=false", "liger_fused_linear_cross_entropy=false", f"plugins=[{METER}]"]
+SEED = ["recipe=seed", f"plugins=[{METER}]"]   # conf/recipe/seed.yaml
 
 
 def recipes(gpu: str) -> dict[str, list[str]]:

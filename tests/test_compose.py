@@ -11,6 +11,9 @@ OPTIONS = group_options()
 NEEDS = {
     ("adapter", "qlora"): ["gpu=a100"],
     ("backend", "modal"): ["gpu=a100"],
+    ("recipe", "packed_bf16"): ["gpu=a100"],
+    ("recipe", "seed"): ["gpu=a100"],
+    ("recipe", "fp16"): ["gpu=t4"],
     ("dataset", "alpaca"): ["dataset.path=tests/data/alpaca.jsonl"],
     ("dataset", "chat_template"): ["dataset.path=tests/data/chat.jsonl"],
     ("dataset", "completion"): ["dataset.path=tests/data/completion.jsonl"],
@@ -25,6 +28,7 @@ def test_groups_have_the_designed_options():
     assert set(OPTIONS["gpu"]) == {"cpu", "t4", "l4", "a10g", "l40s", "a100-40gb", "a100", "a100x2", "a100x4",
                                    "a100x8", "h100", "h100x2", "h100x4", "h100x8", "h200", "h200x8", "b200x8"}
     assert OPTIONS["dataset"] == ["alpaca", "chat_template", "completion", "sqlqa"]
+    assert OPTIONS["recipe"] == ["cpu", "fp16", "packed_bf16", "seed"]
     assert OPTIONS["backend"] == ["auto", "local", "modal"]
     assert OPTIONS["tracking"] == ["mlflow", "none", "wandb"]
 
