@@ -51,7 +51,6 @@ def main() -> int:
     os.environ["RUNNER_MODAL_RUNS_DIR"] = str(work / "runs")
     os.environ["RUNNER_MODAL_PRETRAINED_DIR"] = str(work / "pretrained")
 
-    from runner import provenance
     from runner.backends import modal_app
     from runner.backends.modal_launcher import job_request
     from runner.backends.modal_sweep import run_sweep
@@ -63,7 +62,7 @@ def main() -> int:
     overrides = ["backend=modal", *([f"base_model={args.base_model}"] if args.base_model else []), *args.overrides]
     job = plan_job(expand_overrides(overrides, multirun=False)[0])
     run_id = new_run_id(job.choices, "modal-local")
-    request = job_request(job, 1, run_id, provenance.git_state())
+    request = job_request(job, 1, run_id, modal_app.runs_dir(), modal_app.pretrained_dir())
     calls: dict[str, float] = {}
 
     def call_stage(job_request_: dict, stage: str, skipped: dict[str, str]) -> dict:

@@ -1,13 +1,15 @@
-"""Command-line overrides → one composed, resolved config per job, with Hydra doing the composing.
+"""Overrides → Hydra's overrides → composed configs, the same way for the command line (runner/app.py,
+a Hydra application) and for code that composes in-process (tests, the benchmarks, Modal containers).
 
-Overrides use Hydra's grammar. Two conveniences on top: `key=value` may name any key, present in the
-config or not (it is sent to Hydra as `++key=value`), and a group option is checked against the files
-in conf/ before Hydra sees it, so a typo gets a suggestion instead of a stack of Hydra errors.
+Users write one flat namespace. Two conveniences on top of Hydra's grammar: `key=value` may name any
+axolotl key, present in the config or not (it reaches Hydra as `++key=value`; the runner's own keys stay
+`key=value`, so their typos fail against runner/schema/), and a group option is checked against the
+config folders before Hydra sees it, so a typo gets a suggestion instead of a stack of Hydra errors.
 """
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,16 +28,20 @@ class ComposedJob:
 
     overrides: list[str]           # as the user wrote them
     choices: dict[str, str | None]
-    tree: Any = field(repr=False)  # omegaconf.DictConfig
+    tree: Any = field(repr=False)  # omegaconf.DictConfig, without Hydra's own node
+    config_sources: list[str] = field(default_factory=list)   # the config folders it was composed from
 
-    def resolve(self, run_id: str = DRY_RUN_ID) -> dict[str, Any]:
-        """The config as plain data, interpolations filled in for this run id."""
+    def resolve(self, run_id: str = DRY_RUN_ID, **values: Any) -> dict[str, Any]:
+        """The config as plain data, interpolations filled in for this run id (and `values`, e.g. the
+        runs root and model cache as a Modal container sees them)."""
         from omegaconf import OmegaConf, open_dict
         from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
         tree = self.tree.copy()
         with open_dict(tree):
             tree.run_id = run_id
+            for key, value in values.items():
+                OmegaConf.update(tree, key, value, merge=False)
         try:
             return OmegaConf.to_container(tree, resolve=True, throw_on_missing=True)
         except MissingMandatoryValue as e:
@@ -45,13 +51,98 @@ class ComposedJob:
             raise UserError(_first_line(e)) from None
 
 
-def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
-    """Each group's options: the YAML file names in conf/<group>/."""
-    return {
-        group: sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
-        for group in GROUPS
-        if (conf_dir / group).is_dir()
-    }
+def config_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
+    """The config folders, highest priority first: the user's (--config-dir, hydra.searchpath), then ours."""
+    return [*(Path(p) for p in extra), CONF_DIR]
+
+
+def group_options(dirs: Iterable[Path] | None = None) -> dict[str, list[str]]:
+    """Each group's options: the YAML file names in <dir>/<group>/ across the config folders."""
+    dirs = list(dirs) if dirs is not None else [CONF_DIR]
+    options: dict[str, set[str]] = {}
+    for group in GROUPS:
+        for folder in dirs:
+            if (Path(folder) / group).is_dir():
+                options.setdefault(group, set()).update(p.stem for p in (Path(folder) / group).glob("*.yaml"))
+    return {group: sorted(names) for group, names in options.items()}
+
+
+@dataclass(frozen=True)
+class Translated:
+    hydra: str      # what Hydra gets
+    display: str    # what the user wrote
+
+
+def translate(overrides: list[str], multirun: bool, dirs: Iterable[Path] | None = None) -> list[Translated]:
+    """Check every override and put it in Hydra's form (sweeps stay sweeps: Hydra's sweeper expands them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import HydraException
+
+    options = group_options(dirs)
+    parser = OverridesParser.create()
+    result = []
+    for text in overrides:
+        try:
+            override = parser.parse_override(text)
+        except HydraException as e:
+            raise UserError(f"cannot parse override '{text}': {_first_line(e)} "
+                            "(quote values with special characters: key='<value>')") from None
+        key = override.key_or_group
+        if override.is_sweep_override() and not multirun:
+            raise UserError(f"'{text}' is a sweep: add --multirun (-m) to run one job per value")
+        if override.is_sweep_override() and not override.is_discrete_sweep():
+            raise UserError(f"'{text}': only lists, ranges and globs can be swept")
+        if override.is_hydra_override() or key.startswith("hydra/"):
+            result.append(Translated(text, text))
+            continue
+        if key in options and not override.is_delete():
+            if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+                values = override._value.filter(options[key])
+                if not values:
+                    raise UserError(f"'{text}' matches no {key} option (options: {', '.join(options[key])})")
+            elif override.is_sweep_override():
+                values = list(override.sweep_string_iterator())
+            else:
+                values = [override.get_value_element_as_str()]
+            for value in values:
+                if value not in options[key] and value != "null":
+                    raise unknown(f"{key} option", value, options[key])
+            result.append(Translated(text, text))
+            continue
+        # A plain `key=value` may introduce a key the config does not have yet (any axolotl key); the
+        # runner's own keys are typed (runner/schema/), so a typo there must fail, not add a key.
+        plain = not (override.is_delete() or override.is_add() or override.is_force_add())
+        if plain and key.split(".")[0] not in RUNNER_KEYS:
+            result.append(Translated(f"++{text}", text))
+        else:
+            result.append(Translated(text, text))
+    _translated[:] = result
+    return result
+
+
+# The last translation in this process: a sweep's jobs come back from Hydra in Hydra's form.
+_translated: list[Translated] = []
+
+
+def shown(hydra_override: str, translated: list[Translated] | None = None) -> str:
+    """A job's override as the user wrote it (Hydra's sweeper hands back `++lora_r=8` for `lora_r=8,16`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    translated = _translated if translated is None else translated
+    key = hydra_override.split("=", 1)[0]
+    for t in translated:
+        if t.hydra.split("=", 1)[0] != key:
+            continue
+        if not OverridesParser.create().parse_override(t.hydra).is_sweep_override():
+            return t.display              # exactly as typed (Hydra hands back `true` as `True`)
+        if t.hydra.startswith("++") and not t.display.startswith("++"):
+            return hydra_override[2:]     # one value of the user's sweep, without the `++` we added
+    return hydra_override
+
+
+def shown_overrides(overrides: Iterable[str]) -> list[str]:
+    return [shown(o) for o in overrides if not o.startswith("hydra.")]
 
 
 @dataclass(frozen=True)
@@ -61,89 +152,75 @@ class JobOverrides:
 
 
 def expand_overrides(overrides: list[str], multirun: bool) -> list[JobOverrides]:
-    """Check every override and return the jobs: one set of overrides per job."""
+    """Every job of a run or sweep, expanded by Hydra's own sweeper (the command line's grid)."""
+    translated = translate(overrides, multirun)
+    hydra_overrides = [t.hydra for t in translated]
+    if not multirun:
+        return [JobOverrides(hydra_overrides, [t.display for t in translated])]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ValueType
-    from hydra.errors import HydraException
 
-    options = group_options()
-    parser = OverridesParser.create()
-    axes: list[list[tuple[str, str]]] = []
-    for text in overrides:
-        try:
-            override = parser.parse_override(text)
-        except HydraException as e:
-            raise UserError(f"cannot parse override '{text}': {_first_line(e)} (quote values with special characters: key='<value>')") from None
-        key = override.key_or_group
-        if override.is_sweep_override() and not multirun:
-            raise UserError(f"'{text}' is a sweep: add --multirun (-m) to run one job per value")
-        if override.is_sweep_override() and not override.is_discrete_sweep():
-            raise UserError(f"'{text}': only lists, ranges and globs can be swept")
-        if key in options and not override.is_delete():
-            if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
-                values = override._value.filter(options[key])
-            elif override.is_sweep_override():
-                values = list(override.sweep_string_iterator())
-            else:
-                values = [override.get_value_element_as_str()]
-            for value in values:
-                if value not in options[key] and value != "null":
-                    raise unknown(f"{key} option", value, options[key])
-            prefix = "+" if override.is_add() else ""
-            axes.append([(f"{prefix}{key}={v}", f"{prefix}{key}={v}") for v in values])
-            continue
-        if override.is_hydra_override():
-            raise UserError(f"'{text}': hydra.* settings are not used by the runner")
-        # A plain `key=value` may introduce a key the config does not have yet (any axolotl key); the
-        # runner's own keys are typed (runner/schema/), so a typo there must fail, not add a key.
-        element = key if override.package is None else f"{key}@{override.package}"
-        if key.split(".")[0] in RUNNER_KEYS and not (override.is_add() or override.is_force_add()):
-            if override.is_sweep_override():
-                axes.append([(f"{element}={v}", f"{element}={v}") for v in override.sweep_string_iterator()])
-            else:
-                axes.append([(text, text)])
-            continue
-        if override.is_sweep_override():
-            axes.append([(f"++{element}={v}", f"{element}={v}") for v in override.sweep_string_iterator()])
-        elif override.is_delete() or override.is_add() or override.is_force_add():
-            axes.append([(text, text)])
-        else:
-            axes.append([(f"++{element}={override.get_value_element_as_str()}", text)])
-    return [JobOverrides([h for h, _ in job], [d for _, d in job]) for job in itertools.product(*axes)]
+    with _initialized():
+        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(hydra_overrides), None)
+    return [JobOverrides(list(job), [shown(o, translated) for o in job]) for job in jobs]
 
 
-def _register_resolvers() -> None:
+def setup() -> None:
+    """What every process that composes needs first: the schema, our sweeper and launcher, resolvers."""
     from omegaconf import OmegaConf
 
-    from runner.schema.config import register
+    from runner.launcher import register as register_plugins
+    from runner.schema.config import register as register_schema
 
-    register()
+    register_schema()
+    register_plugins()
     if not OmegaConf.has_resolver("data_file"):
         OmegaConf.register_resolver("data_file", data_file)
         OmegaConf.register_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))
 
 
+def _initialized():
+    from hydra import initialize_config_dir
+
+    setup()
+    return initialize_config_dir(config_dir=str(CONF_DIR), job_name="runner")
+
+
 def compose_job(overrides: JobOverrides) -> ComposedJob:
     """Compose conf/config.yaml with one job's overrides."""
-    from hydra import compose, initialize_config_dir
+    import yaml
+    from hydra import compose
     from hydra.errors import HydraException
-    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    import yaml
-
-    from runner.config_errors import explain
-
-    _register_resolvers()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), job_name="runner"):
+        with _initialized():
             cfg = compose("config", overrides=overrides.hydra, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+        from runner.config_errors import explain
+
         raise UserError(explain(e, [CONF_DIR, EXPERIMENTS_DIR])) from None
-    choices = {g: cfg.hydra.runtime.choices.get(g) for g in GROUPS}
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return ComposedJob(overrides=list(overrides.display), choices=choices, tree=cfg)
+    return from_hydra(cfg, overrides.display)
+
+
+def from_hydra(cfg: Any, display: list[str]) -> ComposedJob:
+    """A ComposedJob from a config Hydra composed (with its `hydra` node, or inside a running app)."""
+    from omegaconf import open_dict
+
+    hydra_node = cfg.get("hydra") if "hydra" in cfg else None
+    if hydra_node is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_node = HydraConfig.get()
+    choices = {g: hydra_node.runtime.choices.get(g) for g in GROUPS}
+    sources = [s.path for s in hydra_node.runtime.config_sources if s.schema == "file"]
+    tree = cfg.copy()
+    if "hydra" in tree:
+        with open_dict(tree):
+            del tree["hydra"]
+    return ComposedJob(overrides=list(display), choices=choices, tree=tree, config_sources=sources)
 
 
 def _first_line(e: Exception) -> str:

@@ -34,16 +34,21 @@ class Job:
     def axolotl_config(self) -> dict[str, Any]:
         return split_config(self.config)[1]
 
-    def for_run(self, run_id: str) -> Job:
-        """The same job with its paths resolved for a real run id."""
-        config = self.composed.resolve(run_id)
+    def for_run(self, run_id: str, **values: Any) -> Job:
+        """The same job with its paths resolved for a real run id (and `values`, e.g. where a Modal
+        container finds the runs root, the model cache and the data)."""
+        config = self.composed.resolve(run_id, **values)
         config["backend"]["name"] = self.placement.backend
         _resolve_settings(config, self.data["train"].longest_record_chars)
         return Job(self.composed, config, self.compute, self.data, self.placement)
 
 
 def plan_job(overrides: JobOverrides) -> Job:
-    composed = compose_job(overrides)
+    return plan_composed(compose_job(overrides))
+
+
+def plan_composed(composed: ComposedJob) -> Job:
+    """Resolve, validate and place one composed job: every check that can fail runs here."""
     config = composed.resolve(DRY_RUN_ID)
     choices = composed.choices
     validate.check_settings(config)

@@ -25,6 +25,32 @@ from runner.records import read_json, write_json, write_yaml
 from runner.settings import STAGES
 
 
+def records(job: Job) -> dict[str, Any]:
+    """Everything a new run folder holds, as plain data: the axolotl config exactly as trained, the whole
+    composed config, the job (overrides, choices, compute), provenance and the initial status."""
+    run_id = job.config["run_id"]
+    axolotl_config = job.axolotl_config
+    enabled = job.config.get("stages", {})
+    data = {name: dataclasses.asdict(f) for name, f in job.data.items()}
+    return {
+        "config.yml": axolotl_config,
+        "composed.yaml": job.config,
+        "job.json": {"run_id": run_id, "created": now(), "overrides": job.overrides, "choices": job.choices,
+                     "compute": dataclasses.asdict(job.compute)},
+        "provenance.json": provenance.collect(axolotl_config, data, job.composed.config_sources, job.choices),
+        "status.json": {"run_id": run_id, "state": "pending",
+                        "stages": {s: {"state": "pending" if enabled.get(s, True) else "skipped"} for s in STAGES}},
+    }
+
+
+def open_run(job: Job) -> tuple[Job, RunFolder]:
+    """The one place a run gets its id and folder, whatever the backend: the job resolved for it, and the
+    folder with its records (a Modal run's copy on the Volume is written from the same records)."""
+    run_id = new_run_id(job.choices, job.config.get("run_name"))
+    job = job.for_run(run_id)
+    return job, RunFolder.create(job)
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -73,30 +99,19 @@ class RunFolder:
     @classmethod
     def create(cls, job: Job) -> RunFolder:
         """Make the folder and write the job's records. `job` must be resolved for its run id."""
-        path = Path(job.config["run_dir"])
+        return cls.write(Path(job.config["run_dir"]), records(job))
+
+    @classmethod
+    def write(cls, path: Path, run_records: dict[str, Any]) -> RunFolder:
+        """A new run folder holding `run_records` (file name → data); a Modal container writes the records
+        its launcher made, so every backend's folders are made here, from the same records."""
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir()  # exclusive: two runs never share a folder
-        folder = cls(path)
         (path / "logs").mkdir()
-        axolotl_config = job.axolotl_config
-        write_yaml(folder.config_file, axolotl_config)
-        write_yaml(path / "composed.yaml", job.config)
-        write_json(path / "job.json", {
-            "run_id": folder.run_id,
-            "created": now(),
-            "overrides": job.overrides,
-            "choices": job.choices,
-            "compute": dataclasses.asdict(job.compute),
-        })
-        data = {name: dataclasses.asdict(f) for name, f in job.data.items()}
-        write_json(path / "provenance.json", provenance.collect(axolotl_config, data))
-        enabled = job.config.get("stages", {})
-        write_json(path / "status.json", {
-            "run_id": folder.run_id,
-            "state": "pending",
-            "stages": {s: {"state": "pending" if enabled.get(s, True) else "skipped"} for s in STAGES},
-        })
-        return folder
+        for name, data in run_records.items():
+            (write_yaml if name.endswith((".yml", ".yaml")) else write_json)(path / name, data)
+        return cls(path)
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def test_modal_dry_run_shows_the_stack_of_the_lock(cli):
 
 
 def test_dry_run_imports_no_torch_transformers_or_axolotl():
-    code = ("import sys; from runner.cli import main; rc = main(['model=mistral', 'gpu=a100x4', 'dry_run=true',"
+    code = ("import sys; from runner.app import main; rc = main(['model=mistral', 'gpu=a100x4', 'dry_run=true',"
             " 'backend=modal']); heavy = [m for m in ('torch', 'transformers', 'axolotl', 'modal') if m in sys.modules];"
             " print('HEAVY', heavy); sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -97,4 +97,4 @@ def test_bad_jsonl_line_is_reported_with_its_number(cli, tmp_path, bad_line, mes
 
 def test_help(cli):
     result = cli("--help")
-    assert result.returncode == 0 and "usage: python -m runner" in result.stdout
+    assert result.returncode == 0 and "usage: runner [--multirun|-m]" in result.stdout

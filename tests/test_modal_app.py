@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from conftest import ROOT
+
 from runner.compose import group_options
 from runner.compute import parse_modal_gpu
 from runner.errors import UserError
@@ -32,7 +34,7 @@ def named(objects) -> dict:
 
 def request_for(plan, *overrides):
     job = plan("backend=modal", *overrides)
-    return job, modal_launcher.job_request(job, 1, "run-1", None)
+    return job, modal_launcher.job_request(job, 1, "run-1", modal_app.runs_dir(), modal_app.pretrained_dir())
 
 
 def test_app_images_volumes_and_functions_build_without_network():
@@ -78,7 +80,8 @@ def test_sweep_gives_each_job_its_own_gpus():
     from runner.plan import plan_jobs
 
     jobs = plan_jobs(["backend=modal", "gpu=a100x2,h100x4"], multirun=True)
-    gpus = [modal_launcher.job_request(j, i, f"r{i}", None)["options"]["train"]["gpu"] for i, j in enumerate(jobs)]
+    gpus = [modal_launcher.job_request(j, i, f"r{i}", modal_app.runs_dir(), modal_app.pretrained_dir())["options"]["train"]["gpu"]
+            for i, j in enumerate(jobs)]
     assert gpus == ["A100-80GB:2", "H100:4"]
 
 
@@ -121,7 +124,7 @@ def test_bad_modal_settings_are_one_line_errors(overrides, message):
 
 
 def test_modal_dry_run_prints_the_gpu_string_without_heavy_imports():
-    code = ("import sys; from runner.cli import main; rc = main(['backend=modal', 'gpu=a100x4', 'dry_run=true']);"
+    code = ("import sys; from runner.app import main; rc = main(['backend=modal', 'gpu=a100x4', 'dry_run=true']);"
             "heavy = [m for m in ('modal', 'torch', 'axolotl', 'transformers') if m in sys.modules];"
             "print('HEAVY', heavy); sys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -135,7 +138,7 @@ def test_missing_credentials_stop_before_anything(tmp_path, cli):
     env.update(HOME=str(tmp_path), MODAL_CONFIG_PATH=str(tmp_path / "none.toml"))
     runs = tmp_path / "runs"
     out = subprocess.run([sys.executable, "-m", "runner", "backend=modal", "gpu=a100", f"runs_root={runs}"],
-                         capture_output=True, text=True, env=env, timeout=120, cwd=modal_launcher.PACKAGE_DIR.parent)
+                         capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
     assert out.returncode == 2
     assert out.stderr.strip() == ("error: no Modal credentials found: run `modal setup` "
                                   "(or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)")
@@ -145,7 +148,7 @@ def test_missing_credentials_stop_before_anything(tmp_path, cli):
 def test_missing_secret_is_one_line_before_any_upload(tmp_path, monkeypatch, capsys):
     from modal.exception import NotFoundError
 
-    from runner.cli import main
+    from runner.app import main
 
     class MissingSecret:
         def hydrate(self):

@@ -5,12 +5,15 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 modal = pytest.importorskip("modal")
 pytest.importorskip("axolotl")
 
 from runner.backends import local, modal_app  # noqa: E402
+from runner.backends.modal_launcher import data_uploads, job_request  # noqa: E402
 from runner.backends.modal_sweep import JobResult  # noqa: E402
+from runner.paths import DATA_DIR  # noqa: E402
 from runner.plan import plan_jobs  # noqa: E402
 from runner.records import read_json  # noqa: E402
 from runner.runfolder import RunFolder  # noqa: E402
@@ -27,7 +30,10 @@ def files(folder: Path) -> set[str]:
 
 
 def normalised(text: str, folder: Path, cache: Path) -> str:
-    text = text.replace(str(folder.parent), "<runs>").replace(str(cache), "<cache>")
+    """Paths as the two backends place them: runs root, model cache, and the data (shipped here, uploaded
+    by content to the runs Volume there)."""
+    text = text.replace(str(folder.parent), "<runs>").replace(str(cache), "<cache>").replace(str(DATA_DIR), "<data>")
+    text = re.sub(r"<runs>/_data/[0-9a-f]{16}", "<data>", text)
     return re.sub(r"\d{8}-\d{6}-tiny-lora-[0-9a-f]{4}", "<run_id>", text)
 
 
@@ -42,8 +48,14 @@ def test_stage_functions_run_in_process_build_the_local_backends_run_folder(tmp_
     monkeypatch.setenv("RUNNER_MODAL_RUNS_DIR", str(runs))
     monkeypatch.setenv("RUNNER_MODAL_PRETRAINED_DIR", str(cache))
     run_id = "20260101-000000-tiny-lora-abcd"
-    job = {"index": 1, "run_id": run_id, "overrides": TINY, "data_files": {}, "git": {"commit": "abc", "dirty": False},
-           "stages": {stage: stage not in ("merge", "eval") for stage in STAGES}}
+    # what the launcher sends: the records, resolved for the container's paths (the T4 only satisfies
+    # the Modal settings' checks; the stages run on this CPU)
+    (planned,) = plan_jobs([*TINY, "gpu.modal=T4"], False)
+    job = job_request(planned, 1, run_id, runs, cache)
+    for remote, local_file in data_uploads(planned).items():   # the launcher's upload to the runs Volume
+        (runs / remote).parent.mkdir(parents=True, exist_ok=True)
+        (runs / remote).write_bytes(Path(local_file).read_bytes())
+    assert job["stages"] == {stage: stage not in ("merge", "eval") for stage in STAGES}
     modal_app.create_run(job)          # what the sweep function does first
     for stage in STAGES:               # then each stage's Modal function, in-process
         result = modal_app.STAGE_CLASSES[stage]().run.local({"run_id": run_id, "stage": stage, "skipped": {}})
@@ -55,12 +67,17 @@ def test_stage_functions_run_in_process_build_the_local_backends_run_folder(tmp_
     assert files(modal_folder) == files(local_folder)
     assert {"config.yml", "composed.yaml", "job.json", "provenance.json", "status.json", "metrics.json",
             "logs/train.log", "outputs/adapter_model.safetensors"} <= files(modal_folder)
-    for name in ("config.yml", "composed.yaml"):
-        assert (normalised((modal_folder / name).read_text(), modal_folder, cache)
-                == normalised((local_folder / name).read_text(), local_folder, cache))
+    assert (normalised((modal_folder / "config.yml").read_text(), modal_folder, cache)
+            == normalised((local_folder / "config.yml").read_text(), local_folder, cache))
+    composed = [yaml.safe_load(normalised((f / "composed.yaml").read_text(), f, cache)) for f in (modal_folder, local_folder)]
+    for config in composed:   # the Modal job names a GPU string and its backend; the rest is the same
+        del config["gpu"]["modal"], config["backend"]["name"]
+    assert composed[0] == composed[1]
     local_status, modal_status = RunFolder(local_folder).status(), RunFolder(modal_folder).status()
     assert modal_status["state"] == local_status["state"] == "succeeded"
     assert ({s: (e["state"], e.get("reason")) for s, e in modal_status["stages"].items()}
             == {s: (e["state"], e.get("reason")) for s, e in local_status["stages"].items()})
     assert set(read_json(modal_folder / "metrics.json")) == set(read_json(local_folder / "metrics.json"))
-    assert read_json(modal_folder / "provenance.json")["git"] == {"commit": "abc", "dirty": False}
+    provenance = read_json(modal_folder / "provenance.json")
+    assert provenance["git"] == read_json(local_folder / "provenance.json")["git"]   # the launching checkout's
+    assert provenance["modal"]["stack"].startswith("Python 3.12, torch 2.11.0")

@@ -11,7 +11,7 @@ import pytest
 modal = pytest.importorskip("modal")
 
 from runner.backends import modal_app  # noqa: E402
-from runner.cli import main  # noqa: E402
+from runner.app import main  # noqa: E402
 from runner.records import read_json  # noqa: E402
 from runner.runfolder import RunFolder  # noqa: E402
 

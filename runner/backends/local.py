@@ -8,16 +8,15 @@ import time
 from runner import report
 from runner.pipeline import StageFailed, run_stages
 from runner.plan import Job
-from runner.runfolder import RunFolder, new_run_id
+from runner.runfolder import open_run
 
 
 def run_jobs(jobs: list[Job]) -> int:
     """Run every job; a failed job does not stop the sweep. Exit code 1 if any failed."""
     rows, failed = [], 0
     for index, job in enumerate(jobs, start=1):
-        run_id = new_run_id(job.choices, job.config.get("run_name"))
-        job = job.for_run(run_id)
-        folder = RunFolder.create(job)
+        job, folder = open_run(job)
+        run_id = folder.run_id
         label = " ".join(job.overrides) or "(defaults)"
         print(f"[{index}/{len(jobs)}] run {run_id}  {label}\n  {job.compute.describe()}", file=sys.stderr)
         started = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import modal
 from runner.backends.modal_settings import ModalSettings, StageOptions, app_settings
 from runner.backends.modal_sweep import JobResult, run_sweep
 from runner.paths import CONF_DIR, EXPERIMENTS_DIR
-from runner.records import read_json, write_json
+from runner.records import write_json
 from runner.stack import LOCK, PIP_INSTALL_OPTIONS, read_lock
 
 SETTINGS_ENV = "RUNNER_MODAL_SETTINGS"
@@ -222,29 +223,28 @@ def call_stage(job: dict[str, Any], stage: str, skipped: dict[str, str]) -> dict
 
 
 # ---- the sweep: creates the run folders, runs every job's stages, records how each ended -------
-# The sweep's threads share one view of the runs Volume (a reload needs no file open), and Hydra's
-# compose is not thread-safe: both go one thread at a time.
+# The sweep's threads share one view of the runs Volume (a reload needs no file open): one at a time.
 _volume_lock = threading.Lock()
 
 
 def create_run(job: dict[str, Any]) -> None:
-    """The job's run folder on the runs Volume, composed here from the same overrides as locally."""
-    from runner.compose import expand_overrides
-    from runner.plan import plan_job
+    """The job's run folder on the runs Volume, from the records its launcher made (already resolved for
+    this container's paths: nothing is composed or planned again here)."""
+    from runner import provenance
     from runner.runfolder import RunFolder
 
-    uploaded = [f"dataset.{key}={runs_dir() / remote}" for key, remote in (job.get("data_files") or {}).items()]
-    overrides = [*job["overrides"], *uploaded, f"runs_root={runs_dir()}", f"cache_dir={pretrained_dir()}"]
     with _volume_lock:
         _reload(runs_volume)
-        if (runs_dir() / job["run_id"] / "status.json").exists():
+        path = runs_dir() / job["run_id"]
+        if (path / "status.json").exists():
             return  # a restarted sweep: the folder is already there
-        planned = plan_job(expand_overrides(overrides, multirun=False)[0]).for_run(job["run_id"])
-        folder = RunFolder.create(planned)
-        provenance = read_json(folder.path / "provenance.json", {})
-        provenance["git"] = job.get("git") or provenance.get("git")   # the launching checkout's, not the image's
-        provenance["modal"] = {"app": settings.app_name, "stack": STACK.summary()}
-        write_json(folder.path / "provenance.json", provenance)
+        run_records = dict(job["records"])
+        # the launching checkout's git state and config; this container's Python and packages
+        run_records["provenance.json"] = {
+            **run_records["provenance.json"], "packages": provenance.package_versions(),
+            "python": platform.python_version(), "host": platform.node(),
+            "modal": {"app": settings.app_name, "stack": STACK.summary()}}
+        RunFolder.write(path, run_records)
         _commit(runs_volume)
 
 

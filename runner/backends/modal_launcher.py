@@ -21,9 +21,8 @@ from runner import report
 from runner.backends import modal_settings as ms
 from runner.backends.modal_records import FINAL_STATES, gpu_usage, pull_run, write_modal_record
 from runner.errors import UserError
-from runner.paths import PACKAGE_DIR
 from runner.plan import Job
-from runner.runfolder import RunFolder, new_run_id, now
+from runner.runfolder import RunFolder, now, open_run, records
 from runner.runs import eval_metric
 
 NO_CREDENTIALS = ("no Modal credentials found: run `modal setup` "
@@ -67,31 +66,31 @@ def sweep_settings(jobs: list[Job]) -> ms.ModalSettings:
     return settings.pop()
 
 
-def shipped(path: str | Path) -> bool:
-    """Data inside the package is in the image; anything else is uploaded to the runs Volume."""
-    return Path(path).resolve().is_relative_to(PACKAGE_DIR)
+DATASET_KEYS = {"train": "path", "test": "test_path"}
 
 
-def data_files(job: Job) -> dict[str, str]:
-    """dataset key (path, test_path) → its place on the runs Volume, for files not in the image."""
-    keys = {"train": "path", "test": "test_path"}
-    return {keys[split]: f"_data/{data.sha256[:16]}/{Path(data.path).name}"
-            for split, data in job.data.items() if not shipped(data.path)}
+def data_uploads(job: Job) -> dict[str, str]:
+    """Where each of the job's data files goes on the runs Volume (by content, so a sweep uploads each
+    file once) → the file here."""
+    return {f"_data/{data.sha256[:16]}/{Path(data.path).name}": data.path for data in job.data.values()}
 
 
-def job_request(job: Job, index: int, run_id: str, git: dict[str, Any] | None) -> dict[str, Any]:
-    """Everything the app needs for one job, as plain data."""
+def job_request(job: Job, index: int, run_id: str, runs_dir: Path, pretrained_dir: Path) -> dict[str, Any]:
+    """Everything the app needs for one job, as plain data: above all the run folder's records, resolved
+    for the container's paths (runs and pretrained Volumes, uploaded data), so it never composes again."""
+    remote_data = {DATASET_KEYS[split]: f"_data/{data.sha256[:16]}/{Path(data.path).name}"
+                   for split, data in job.data.items()}
+    remote = job.for_run(run_id, runs_root=str(runs_dir), cache_dir=str(pretrained_dir),
+                         **{f"dataset.{key}": str(Path(runs_dir) / path) for key, path in remote_data.items()})
     return {
         "index": index,
         "run_id": run_id,
-        "overrides": list(job.overrides),
-        "data_files": data_files(job),
-        "git": git,
-        "stages": ms.enabled_stages(job.config),
+        "records": records(remote),
+        "stages": ms.enabled_stages(remote.config),
         "options": {stage: vars(opts) | {"secrets": list(opts.secrets)}
-                    for stage, opts in ms.stage_options(job.config).items()},
-        "model_key": ms.model_key(job.config),
-        "preprocess_key": ms.preprocess_key(job.config),
+                    for stage, opts in ms.stage_options(remote.config).items()},
+        "model_key": ms.model_key(remote.config),
+        "preprocess_key": ms.preprocess_key(remote.config),
     }
 
 
@@ -113,16 +112,11 @@ def run_jobs(jobs: list[Job]) -> int:
     require_secrets({name for job in jobs for opts in ms.stage_options(job.config).values() for name in opts.secrets})
 
     # 2. local run folders, data uploads, submission
-    from runner import provenance
-
-    git = provenance.git_state()
     runs: list[tuple[Job, RunFolder, dict[str, Any]]] = []
     for index, job in enumerate(jobs, start=1):
-        run_id = new_run_id(job.choices, job.config.get("run_name"))
-        job = job.for_run(run_id)
-        folder = RunFolder.create(job)
-        request = job_request(job, index, run_id, git)
-        runs.append((job, folder, request))
+        local_job, folder = open_run(job)
+        request = job_request(job, index, folder.run_id, modal_app.runs_dir(), modal_app.pretrained_dir())
+        runs.append((local_job, folder, request))
     try:
         return submit(modal_app, settings, runs, max_parallel, poll_s, detach)
     except modal.exception.AuthError:
@@ -170,17 +164,24 @@ def submit(modal_app: Any, settings: ms.ModalSettings, runs: list[tuple[Job, Run
 
 
 def upload_data(volume: Any, runs: list[tuple[Job, RunFolder, dict[str, Any]]]) -> None:
-    uploads = {}
-    for job, _, request in runs:
-        for key, remote in request["data_files"].items():
-            split = "train" if key == "path" else "test"
-            uploads[remote] = job.data[split].path
+    uploads = {remote: local for job, _, _ in runs for remote, local in data_uploads(job).items()}
+    uploads = {remote: local for remote, local in uploads.items() if not _on_volume(volume, remote)}
     if not uploads:
         return
     with volume.batch_upload(force=True) as batch:
         for remote, local in uploads.items():
             print(f"uploading {local} → runs Volume /{remote}", file=sys.stderr)
             batch.put_file(local, f"/{remote}")
+
+
+def _on_volume(volume: Any, remote: str) -> bool:
+    """Uploaded by an earlier sweep (the path holds the content's hash)."""
+    try:
+        return any(Path(entry.path).name == Path(remote).name for entry in volume.listdir(str(Path(remote).parent)))
+    except Exception as e:  # noqa: BLE001 - modal.exception.NotFoundError without importing modal here
+        if type(e).__name__ in ("NotFoundError", "FileNotFoundError"):
+            return False
+        raise
 
 
 def wait_for(call: Any, volume: Any, runs: list[tuple[Job, RunFolder, dict[str, Any]]],

@@ -1,0 +1,151 @@
+"""`runner` (or `python -m runner`): the command line, a Hydra application.
+
+    runner [--multirun|-m] [group=option ...] [key=value ...]
+    runner --cfg job|hydra|all [--resolve] [--package PKG] ...   runner --info defaults-tree|config|searchpath
+    runner --help    runner --config-dir MY_CONF experiment=mine    runner --shell-completion install=bash
+
+Hydra parses the flags, composes conf/config.yaml (plus a user's --config-dir or hydra.searchpath), sweeps
+with `-m` and launches. The task function runs one job; a sweep goes through the runner's sweeper, which
+validates every job before any starts, and its launcher, which hands the jobs to their backend
+(runner/launcher.py). Before Hydra sees the arguments, runner.compose.translate lets `key=value` name any
+axolotl key and checks group options with suggestions. Every mistake is one line, `error: ...`, exit
+code 2, no traceback, nothing created; --cfg, --info and --help create nothing either.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+
+from runner.compose import config_dirs, setup, translate
+from runner.errors import UserError, report, unknown
+from runner.launcher import outcome
+from runner.paths import CONF_DIR, EXPERIMENTS_DIR
+
+PROGRAM = "runner"
+VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+               "-cd", "--experimental-rerun"}
+SWITCHES = {"--help", "-h", "--hydra-help", "--version", "--resolve", "--run", "-r", "--multirun", "-m",
+            "--shell-completion", "-sc"}
+INFO = ("--info", "-i")
+INFO_CHOICES = ("all", "aliases", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+# Hydra's own errors about flags that do not go together
+FLAG_ERRORS = ("Only one of --run, --multirun, --cfg, --info and --shell_completion", "The --resolve flag")
+
+
+@dataclass
+class Arguments:
+    flags: list[str] = field(default_factory=list)       # Hydra's, passed on as they are
+    overrides: list[str] = field(default_factory=list)   # the user's key=value and group=option
+    multirun: bool = False
+    config_dirs: list[str] = field(default_factory=list)
+    as_is: bool = False     # shell completion and --version: Hydra gets the arguments untouched
+
+
+def parse(argv: list[str]) -> Arguments:
+    args = Arguments()
+    items = iter(argv)
+    for item in items:
+        name, eq, inline = item.partition("=") if item.startswith("--") else (item, "", "")
+        if name in VALUE_FLAGS:
+            value = inline if eq else next(items, None)
+            if value is None:
+                raise UserError(f"option '{name}' needs a value")
+            args.flags += [name, value]
+            if name in ("--config-dir", "-cd"):
+                if not Path(value).is_dir():
+                    raise UserError(f"--config-dir: no such folder: {value}")
+                args.config_dirs.append(value)
+        elif name in INFO:
+            args.flags.append(item)
+            if not eq:
+                following = next(items, None)
+                if following in INFO_CHOICES:
+                    args.flags.append(following)
+                elif following is not None:
+                    args.overrides.append(following)
+        elif item in SWITCHES:
+            args.flags.append(item)
+            args.multirun |= item in ("--multirun", "-m")
+            args.as_is |= item in ("--shell-completion", "-sc", "--version")
+        elif item.startswith("-"):
+            raise unknown("option", item, sorted(VALUE_FLAGS | SWITCHES | set(INFO)))
+        else:
+            args.overrides.append(item)
+            if item.startswith("hydra.searchpath="):
+                args.config_dirs += _search_path_dirs(item.partition("=")[2])
+    return args
+
+
+def _search_path_dirs(value: str) -> list[str]:
+    items = [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()]
+    return [v.removeprefix("file://") for v in items if not v.startswith("pkg://")]
+
+
+def hydra_argv(args: Arguments) -> list[str]:
+    if args.as_is:
+        return [*args.flags, *args.overrides]
+    translated = translate(args.overrides, args.multirun, config_dirs(args.config_dirs))
+    return [*args.flags, *(t.hydra for t in translated)]
+
+
+setup()   # the schema, our sweeper and launcher, resolvers: before Hydra composes anything
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config")
+def run_one_job(cfg) -> int:
+    """Hydra's task: plan (validate, place) one job, then run it where it was placed."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from runner.backends import run_jobs
+    from runner.compose import from_hydra, shown_overrides
+    from runner.plan import plan_composed
+
+    try:
+        job = plan_composed(from_hydra(cfg, shown_overrides(HydraConfig.get().overrides.task)))
+        outcome["exit_code"] = run_jobs([job])
+    except UserError as e:   # one line and out: not Hydra's "Error executing job ..." report
+        raise SystemExit(report(e)) from None
+    return outcome["exit_code"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from runner.config_errors import explain
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse(argv)
+        command = hydra_argv(args)
+    except (UserError, KeyboardInterrupt) as e:
+        return report(e)
+    outcome["exit_code"] = 0
+    saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    sys.argv = [PROGRAM, *command]
+    os.environ["HYDRA_FULL_ERROR"] = "1"   # Hydra raises instead of printing: the runner reports in one line
+    try:
+        run_one_job()
+    except SystemExit as e:   # --help, argparse's own errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except (UserError, KeyboardInterrupt) as e:
+        return report(e)
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+        return report(UserError(explain(e, [*map(Path, args.config_dirs), CONF_DIR, EXPERIMENTS_DIR])))
+    except ValueError as e:
+        if str(e).startswith(FLAG_ERRORS):
+            return report(UserError(str(e).splitlines()[0]))
+        raise
+    finally:
+        sys.argv = saved_argv
+        if saved_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full_error
+    return outcome["exit_code"]
