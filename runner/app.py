@@ -23,7 +23,7 @@ import hydra
 
 from runner.compose import config_dirs, setup, translate
 from runner.errors import UserError, report, unknown
-from runner.launcher import outcome
+from runner.launcher import outcome, register_plugins
 from runner.paths import CONF_DIR, EXPERIMENTS_DIR
 
 PROGRAM = "runner"
@@ -93,7 +93,8 @@ def hydra_argv(args: Arguments) -> list[str]:
     return [*args.flags, *(t.hydra for t in translated)]
 
 
-setup()   # the schema, our sweeper and launcher, resolvers: before Hydra composes anything
+setup()   # the schema, our sweeper's and launcher's configs, resolvers: before Hydra composes anything
+register_plugins()
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config")

@@ -171,11 +171,11 @@ def setup() -> None:
     """What every process that composes needs first: the schema, our sweeper and launcher, resolvers."""
     from omegaconf import OmegaConf
 
-    from runner.launcher import register as register_plugins
+    from runner.hydra_conf import register as register_hydra_configs
     from runner.schema.config import register as register_schema
 
     register_schema()
-    register_plugins()
+    register_hydra_configs()
     if not OmegaConf.has_resolver("data_file"):
         OmegaConf.register_resolver("data_file", data_file)
         OmegaConf.register_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runner.errors import UserError, did_you_mean
-
-if TYPE_CHECKING:
-    from runner.backends.placement import Placement
 
 # Modal's GPU names (its server rejects others only after submission, so we check first).
 MODAL_GPU_TYPES = ("T4", "L4", "A10G", "L40S", "A100", "A100-40GB", "A100-80GB", "H100", "H200", "B200")
@@ -62,8 +59,9 @@ def _hours(h: float) -> str:
     return f"~{h * 60:.0f} min" if h < 1 else f"~{h:.1f} h"
 
 
-def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: float,
-                 placement: Placement | None = None) -> ComputeSpec:
+def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: float, auto: bool = False,
+                 placement: str | None = None) -> ComputeSpec:
+    """`auto`, `placement`: backend=auto chose config's backend.name, for this reason."""
     gpu, backend = config["gpu"], config["backend"]
     count = int(gpu["count"])
     if gpu.get("modal"):
@@ -91,6 +89,6 @@ def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: f
         est_hours=est_hours,
         est_cost_usd=est_hours * price,
         max_cost_usd=timeout_h * price if timeout_h and price else None,
-        auto=bool(placement and placement.auto),
-        placement=placement.reason if placement else None,
+        auto=auto,
+        placement=placement,
     )

@@ -14,6 +14,11 @@ from runner.datacheck import DataFile, check_data_file
 from runner.settings import split_config
 
 
+# What planning derives from the composed config (runner/validate.py: `auto` memory settings, save/eval
+# schedules); a run's resolution takes them over instead of deriving them again.
+DERIVED = ("micro_batch_size", "gradient_checkpointing", "saves_per_epoch", "evals_per_epoch")
+
+
 @dataclass
 class Job:
     composed: ComposedJob
@@ -39,7 +44,9 @@ class Job:
         container finds the runs root, the model cache and the data)."""
         config = self.composed.resolve(run_id, **values)
         config["backend"]["name"] = self.placement.backend
-        _resolve_settings(config, self.data["train"].longest_record_chars)
+        for key in DERIVED:   # settled when the job was planned; paths do not change them
+            if key in self.config:
+                config[key] = self.config[key]
         return Job(self.composed, config, self.compute, self.data, self.placement)
 
 
@@ -63,7 +70,7 @@ def plan_composed(composed: ComposedJob) -> Job:
     validate.check_combination(config, choices)
     validate.check_memory(config, choices, longest)
     avg_chars = _average_record_chars(data["train"])
-    return Job(composed, config, compute_spec(config, data["train"].records, avg_chars, placement), data, placement)
+    return Job(composed, config, compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason), data, placement)
 
 
 def _resolve_settings(config: dict[str, Any], longest_record_chars: int | None) -> None:

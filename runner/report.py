@@ -71,3 +71,14 @@ def sweep_table(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [fmt.format(*row) for row in table])
+
+
+def eval_metric(metrics: dict[str, Any]) -> str:
+    """The eval stage's headline figure for the tuned model, else the trainer's last eval loss."""
+    tuned = ((metrics.get("eval") or {}).get("tuned") or {}) if isinstance(metrics.get("eval"), dict) else {}
+    for source in (tuned, metrics):
+        for key in ("execution_accuracy", "exact_match"):
+            if isinstance(source.get(key), (int, float)):
+                return f"{key} {source[key]:.3f}"
+    last = (metrics.get("eval_loss") or {}).get("last")
+    return f"eval_loss {last:.3f}" if isinstance(last, (int, float)) else "-"

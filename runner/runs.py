@@ -14,7 +14,7 @@ from typing import Any
 from runner.backends.modal_records import FINAL_STATES, gpu_usage, modal_record, pull_run
 from runner.errors import UserError, did_you_mean, unknown
 from runner.records import read_json
-from runner.report import loss_line
+from runner.report import eval_metric, loss_line
 from runner.runfolder import RunFolder
 
 USAGE = """usage: python -m runner.runs [--runs-root DIR] list | show RUN | sync [RUN ...]
@@ -52,17 +52,6 @@ def backend_of(folder: RunFolder) -> str:
 
 def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
-
-
-def eval_metric(metrics: dict[str, Any]) -> str:
-    """The eval stage's headline figure for the tuned model, else the trainer's last eval loss."""
-    tuned = ((metrics.get("eval") or {}).get("tuned") or {}) if isinstance(metrics.get("eval"), dict) else {}
-    for source in (tuned, metrics):
-        for key in ("execution_accuracy", "exact_match"):
-            if isinstance(source.get(key), (int, float)):
-                return f"{key} {source[key]:.3f}"
-    last = (metrics.get("eval_loss") or {}).get("last")
-    return f"eval_loss {last:.3f}" if isinstance(last, (int, float)) else "-"
 
 
 def summary_row(folder: RunFolder) -> list[str]:
@@ -126,7 +115,7 @@ def sync(root: Path, names: list[str]) -> str:
         folders = [f for f in run_folders(root) if modal_record(f.path) and f.status().get("state") not in FINAL_STATES]
     if not folders:
         return "nothing to sync: every Modal run is finished here (name one to pull it again)"
-    from runner.backends.modal_launcher import require_credentials
+    from runner.backends.modal_credentials import require_credentials
 
     require_credentials()
     import modal

@@ -71,7 +71,7 @@ _answerers: dict[tuple, Any] = {}   # a warm container keeps its last model load
 
 
 def _answer(run_id: str, questions: list[dict[str, Any]], options: dict[str, Any]) -> list[str]:
-    from runner.infer import Answerer, InferOptions, Question
+    from runner.evals.answer import Answerer, InferOptions, Question
     from runner.runfolder import RunFolder
 
     key = (run_id, tuple(sorted(options.items())))
@@ -93,7 +93,7 @@ def complete(run_id: str, questions: list[dict[str, Any]], options: dict[str, An
 
 def complete_remotely(run_id: str, questions: list[dict[str, Any]], options: dict[str, Any]) -> list[str]:
     """The deployed `complete` (this run's serve app, then the shared one), else an ephemeral app."""
-    from runner.backends.modal_launcher import require_credentials
+    from runner.backends.modal_credentials import require_credentials
 
     require_credentials()
     for name in (serve_app_name(run_id), serve_app_name(None)):

@@ -48,7 +48,7 @@ def make_run(plan, root: Path, base_model: Path, *overrides: str, eval_settings:
 
 
 def keep_environ(monkeypatch) -> None:
-    """runner.infer.Answerer sets the stage environment (model cache, offline) in its process: undo it after."""
+    """runner.evals.answer.Answerer sets the stage environment (model cache, offline) in its process: undo it after."""
     from runner.stages import stage_env
 
     for key in stage_env({"cache_dir": "unused"}, offline=True):

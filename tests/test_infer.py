@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from runner import infer
+from runner.evals import answer
 from runner.evals.prompts import PromptTemplate
 from runner.records import read_json, write_json
 
@@ -73,10 +74,10 @@ def test_cli_exit_code_and_no_traceback(cli, tmp_path):
 def test_prompt_uses_the_runs_template_with_context(plan, tmp_path, tiny_model):
     config = make_run(plan, tmp_path, tiny_model, tuned="none").composed()
     template = PromptTemplate.from_config(config)
-    text, special = infer.render(config, infer.Question("How many cars?", SCHEMA), raw=False)
+    text, special = answer.render(config, infer.Question("How many cars?", SCHEMA), raw=False)
     assert text == template.prompt({"question": "How many cars?", "context": SCHEMA}) and special
     assert text.endswith("How many cars? [/INST] ") and SCHEMA in text
-    assert infer.render(config, infer.Question("SELECT"), raw=True) == ("SELECT", True)
+    assert answer.render(config, infer.Question("SELECT"), raw=True) == ("SELECT", True)
 
 
 def test_modal_runs_are_answered_remotely_with_plain_data(plan, tmp_path, tiny_model, capsys, monkeypatch):

@@ -20,7 +20,7 @@ import modal
 
 from runner.backends.modal_settings import ModalSettings, StageOptions, app_settings
 from runner.backends.modal_sweep import JobResult, run_sweep
-from runner.paths import CONF_DIR, EXPERIMENTS_DIR
+from runner.paths import CONF_DIR
 from runner.records import write_json
 from runner.stack import LOCK, PIP_INSTALL_OPTIONS, read_lock
 
@@ -49,8 +49,8 @@ STACK = read_lock(LOCK)
 stack_image = modal.Image.debian_slim(python_version=STACK.python).pip_install_from_requirements(
     str(LOCK), extra_options=PIP_INSTALL_OPTIONS)
 
-# Where the project lands in containers. conf/experiment is a symlink to ../experiments, and image
-# uploads do not follow symlinked folders, so experiments/ is added under both names.
+# Where the project lands in containers. They never compose a config (the launcher sends each run's
+# records, resolved), so conf/ is only there for this module's defaults (`modal shell`, `modal deploy`).
 PROJECT_DIR = "/root/project"
 image = (
     stack_image.env({
@@ -60,8 +60,6 @@ image = (
         "DO_NOT_TRACK": "1",
     })
     .add_local_dir(CONF_DIR, f"{PROJECT_DIR}/conf", ignore=["experiment"])
-    .add_local_dir(EXPERIMENTS_DIR, f"{PROJECT_DIR}/conf/experiment")
-    .add_local_dir(EXPERIMENTS_DIR, f"{PROJECT_DIR}/experiments")
     # the package with its data files (shipped datasets, axolotl key schema, the lock), not only .py files
     .add_local_python_source("runner", ignore=["**/__pycache__/**", "**/*.pyc"])
 )

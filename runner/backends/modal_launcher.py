@@ -20,28 +20,10 @@ from typing import Any
 from runner import report
 from runner.backends import modal_settings as ms
 from runner.backends.modal_records import FINAL_STATES, gpu_usage, pull_run, write_modal_record
+from runner.backends.modal_credentials import NO_CREDENTIALS, require_credentials
 from runner.errors import UserError
 from runner.plan import Job
 from runner.runfolder import RunFolder, now, open_run, records
-from runner.runs import eval_metric
-
-NO_CREDENTIALS = ("no Modal credentials found: run `modal setup` "
-                  "(or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)")
-
-
-def require_credentials(auto_reason: str | None = None) -> None:
-    """Modal's own lookup: MODAL_TOKEN_ID/SECRET in the environment, else the active ~/.modal.toml profile.
-
-    `auto_reason`: backend=auto chose Modal for this reason, so the other way out is a machine with the GPUs."""
-    from modal.config import config
-
-    if config.get("token_id") and config.get("token_secret"):
-        return
-    if auto_reason:
-        raise UserError(f"backend=auto sends this job to Modal ({auto_reason}), but no Modal credentials were "
-                        "found: run `modal setup`, or use backend=local on a machine with those GPUs")
-    raise UserError(NO_CREDENTIALS)
-
 
 def require_secrets(names: set[str]) -> None:
     """Each named Modal Secret exists (looked up by name; its values never leave Modal)."""
@@ -223,7 +205,7 @@ def report_results(volume: Any, runs: list[tuple[Job, RunFolder, dict[str, Any]]
         rows.append({
             "job": request["index"], "overrides": " ".join(job.overrides) or "(defaults)", "status": state,
             "loss": (metrics.get("train_loss") or {}).get("last"),
-            "eval": eval_metric(metrics),
+            "eval": report.eval_metric(metrics),
             "gpu_hours": gpu_hours, "cost": cost,
         })
     if len(runs) > 1:

@@ -1,0 +1,57 @@
+"""What Hydra's own config needs from the runner, in its ConfigStore: the sweeper and launcher configs
+(`hydra/sweeper=runner`, `hydra/launcher=runner`, naming the classes in runner/launcher.py) and the help
+page (`hydra/help=runner`). conf/config.yaml selects all three. Only the schema is read here (for the
+help page): composing never imports the launcher, which plans with what composing gives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class RunnerSweeperConf:
+    _target_: str = "runner.launcher.RunnerSweeper"
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+
+
+@dataclass
+class RunnerLauncherConf:
+    _target_: str = "runner.launcher.RunnerLauncher"
+
+
+def register() -> None:
+    """Put the sweeper, the launcher and the help page in Hydra's ConfigStore (conf/config.yaml selects them)."""
+    store = ConfigStore.instance()
+    if "runner.yaml" not in store.repo.get("hydra", {}).get("sweeper", {}):
+        store.store(group="hydra/sweeper", name="runner", node=RunnerSweeperConf, provider="runner")
+        store.store(group="hydra/launcher", name="runner", node=RunnerLauncherConf, provider="runner")
+        store.store(group="hydra/help", name="runner", node=help_page(), provider="runner")
+
+
+def help_page() -> dict[str, str]:
+    """`runner --help`: the groups and their options from the config folders, the runner's keys from the
+    schema, Hydra's flags."""
+    from runner.schema.config import RUNNER_KEYS
+
+    width = max(map(len, RUNNER_KEYS)) + 2
+    keys = "\n".join(f"  {key:<{width}}{text}" for key, text in RUNNER_KEYS.items())
+    return {
+        "app_name": "runner",
+        "header": "runner: config-as-code fine-tuning with axolotl, on this machine or on Modal\n\n"
+                  "usage: runner [--multirun|-m] [group=option ...] [key=value ...]\n",
+        "footer": "See the composed config with --cfg job, where it came from with --info defaults-tree,\n"
+                  "and README.md for the rest. Hydra's own help: --hydra-help.\n",
+        "template": "${hydra.help.header}\n"
+                    "== Groups: choose one option each (group=option) ==\n\n$APP_CONFIG_GROUPS\n\n"
+                    "== Runner keys (typed, runner/schema/): key=value, nested with dots ==\n\n" + keys + "\n\n"
+                    "== axolotl keys ==\n\n"
+                    "  Any key of axolotl's config, in the composed config or not: lora_r=32 learning_rate=2e-4\n"
+                    "  special_tokens.pad_token='<pad>'. Checked against axolotl's own schema before anything runs.\n\n"
+                    "== Sweeps (-m): one job per combination ==\n\n"
+                    "  runner -m lora_r=8,16,32 gpu=a100x2,h100x4\n"
+                    "  runner -m experiment='glob(sqlqa_*)' dry_run=true\n\n"
+                    "== Flags ==\n\n$FLAGS_HELP\n${hydra.help.footer}",
+    }

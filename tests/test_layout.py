@@ -1,0 +1,46 @@
+"""The layout follows the flow: no module of the runner imports, even lazily, one that imports it back."""
+
+import ast
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "runner"
+
+
+def module_name(path):
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path, modules):
+    """Every runner module this file imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from runner.backends import local` needs runner.backends.local, not the package's __init__
+            submodules = [f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in modules]
+            names = submodules if len(submodules) == len(node.names) else [node.module, *submodules]
+        else:
+            continue
+        found |= {name for name in names if name in modules}
+    return found
+
+
+def test_no_import_cycles():
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {name: imports_of(path, files) - {name} for name, path in files.items()}
+    cycles = []
+
+    def visit(node, stack, seen):
+        for target in sorted(graph[node]):
+            if target in stack:
+                cycles.append(stack[stack.index(target):] + [target])
+            elif target not in seen:
+                seen.add(target)
+                visit(target, stack + [target], seen)
+
+    for start in sorted(graph):
+        visit(start, [start], {start})
+    assert not cycles, "\n".join(" → ".join(cycle) for cycle in sorted({tuple(c) for c in cycles}))
