@@ -20,3 +20,25 @@ def test_readme_lists_every_group_option():
     for group, options in group_options().items():
         for option in options:
             assert f"`{option}`" in README, f"README does not mention {group} option {option}"
+
+
+def test_readme_lists_every_runner_key_of_the_schema():
+    import dataclasses
+
+    from runner.schema.config import NODES, SCALARS
+
+    section = README.split("## Reference: runner keys", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+
+    def fields(prefix, cls):
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.type) or (isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory)):
+                yield from fields(f"{prefix}.{f.name}", f.default_factory)
+            else:
+                yield prefix, f.name
+
+    for key in SCALARS:
+        assert any(f"`{key}`" in row for row in rows), key
+    for node, (cls, _) in NODES.items():
+        for prefix, name in fields(node, cls):
+            assert any(f"`{prefix}." in row and name in row for row in rows), f"{prefix}.{name}"
