@@ -17,6 +17,8 @@ from runner.compose import expand_overrides, group_options
 from runner.errors import UserError
 from runner.plan import plan_job
 
+pytestmark = pytest.mark.slow   # minutes: a real pipeline or every combination; CI runs it
+
 GOLDEN = Path(__file__).parent / "golden" / "combinations.tsv"
 OPTIONS = group_options()
 AXES = ("model", "adapter", "gpu", "deepspeed")

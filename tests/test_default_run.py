@@ -1,6 +1,7 @@
 """The embedded default, end to end with real axolotl on the tiny model: prepare → preprocess → train →
 merge → eval, and the run folder it leaves."""
 
+import pytest
 import hashlib
 import json
 import re
@@ -9,6 +10,8 @@ import yaml
 
 from runner.paths import data_file
 from runner.settings import RUNNER_KEYS, STAGES
+
+pytestmark = pytest.mark.slow   # minutes: a real pipeline or every combination; CI runs it
 
 
 def test_default_run_succeeds_and_prints_a_summary(default_run):

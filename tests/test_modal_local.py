@@ -19,6 +19,8 @@ from runner.records import read_json  # noqa: E402
 from runner.runfolder import RunFolder  # noqa: E402
 from runner.settings import STAGES  # noqa: E402
 
+pytestmark = pytest.mark.slow   # minutes: a real pipeline or every combination; CI runs it
+
 # The tiny model on CPU, cut to two optimizer steps without evaluation, merge and eval turned off so
 # the test stays short (their function bodies still run, and record the stage as skipped).
 TINY = ["num_epochs=1", "max_steps=2", "sequence_len=128", "micro_batch_size=4", "val_set_size=0",

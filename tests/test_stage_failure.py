@@ -2,6 +2,10 @@
 
 import json
 
+import pytest
+
+pytestmark = pytest.mark.slow   # minutes: a real pipeline or every combination; CI runs it
+
 
 def test_failing_stage_is_marked_and_reported_and_the_sweep_continues(cli, tmp_path):
     result = cli("--multirun", "base_model=/nonexistent/model-a,/nonexistent/model-b", "stages.prepare=false",
