@@ -78,6 +78,11 @@ def parse(argv: list[str]) -> Arguments:
             args.overrides.append(item)
             if item.startswith("hydra.searchpath="):
                 args.config_dirs += _search_path_dirs(item.partition("=")[2])
+    inspecting = any(flag in args.flags for flag in ("--cfg", "-c", "--info", "-i") + ("--help", "-h"))
+    if args.multirun and inspecting:
+        # Hydra takes one command at a time: `-m --cfg hydra` shows the sweep's config (sweeper, launcher)
+        args.flags = [flag for flag in args.flags if flag not in ("--multirun", "-m")]
+        args.overrides.append("hydra.mode=MULTIRUN")
     return args
 
 
@@ -98,20 +103,66 @@ register_plugins()
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config")
-def run_one_job(cfg) -> int:
-    """Hydra's task: plan (validate, place) one job, then run it where it was placed."""
+def run_one_job(cfg) -> float | None:
+    """Hydra's task: plan (validate, place) one job, run it where it was placed, return its objective.
+
+    It runs here for a single run, and on the node for a Slurm job (Hydra's submitit launcher calls it
+    there); the runner's own launchers hand whole batches to the backends instead (runner/launcher.py)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from runner.backends import run_jobs
+    from runner.backends import exit_code, run_jobs
     from runner.compose import from_hydra, shown_overrides
     from runner.plan import plan_composed
+    from runner.sweeps import objective_value
 
+    hydra_config = HydraConfig.get()
     try:
-        job = plan_composed(from_hydra(cfg, shown_overrides(HydraConfig.get().overrides.task)))
-        outcome["exit_code"] = run_jobs([job])
+        job = plan_composed(from_hydra(cfg, shown_overrides(hydra_config.overrides.task)))
+        job.launch = launch_of(hydra_config)   # a fresh Job: planned here, for this run alone
+        if job.placement.backend == "slurm" and job.launch["launcher"] == "run":
+            raise UserError("backend=slurm submits through Hydra's submitit launcher, which Hydra uses for "
+                            "sweeps: add -m (one job is a sweep of one)")
+        if job.config.get("dry_run"):
+            from runner.backends import dry_run
+
+            outcome["exit_code"] = dry_run([job])
+            return None
+        (result,) = run_jobs([job])
     except UserError as e:   # one line and out: not Hydra's "Error executing job ..." report
         raise SystemExit(report(e)) from None
-    return outcome["exit_code"]
+    outcome["exit_code"] = exit_code([result])
+    return objective_value(result.metrics, job.config["objective"]["metric"]) if result.state == "succeeded" else None
+
+
+def launch_of(hydra_config) -> dict:
+    """job.json's `launch` for a job Hydra runs itself: a single run, or a sweep job on a submitit node."""
+    from hydra._internal.utils import _locate
+    from hydra.types import RunMode
+
+    from runner.sweeps import launch_info
+
+    if hydra_config.mode != RunMode.MULTIRUN:
+        return launch_info("run")
+    target = str(hydra_config.launcher._target_)
+    try:
+        name = getattr(_locate(target), "name", None) or target
+    except ImportError:
+        name = target
+    return launch_info(name, hydra_config.sweep.dir, hydra_config.job.num)
+
+
+def print_sweep() -> None:
+    """After a sweep: its table (every job, objective, launcher, where; the best marked) and exit code."""
+    from runner.sweeps import record, table
+
+    if not outcome.get("sweep"):
+        return
+    runs_root, sweep_dir = outcome["sweep"]
+    rows = record(runs_root, sweep_dir)
+    if rows and not all(row["status"] == "submitted" for row in rows):   # detached: the run ids are the output
+        print("\n" + table(rows) + f"\nsweep: {sweep_dir}")
+        if any(row["status"].startswith("failed") for row in rows):
+            outcome["exit_code"] = max(outcome["exit_code"], 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,12 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         command = hydra_argv(args)
     except (UserError, KeyboardInterrupt) as e:
         return report(e)
-    outcome["exit_code"] = 0
+    outcome.update(exit_code=0, sweep=None)
     saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = [PROGRAM, *command]
     os.environ["HYDRA_FULL_ERROR"] = "1"   # Hydra raises instead of printing: the runner reports in one line
     try:
         run_one_job()
+        print_sweep()
     except SystemExit as e:   # --help, argparse's own errors
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except (UserError, KeyboardInterrupt) as e:

@@ -18,7 +18,8 @@ from runner.errors import UserError, unknown
 from runner.paths import CONF_DIR, EXPERIMENTS_DIR, data_file
 from runner.schema.config import RUNNER_KEYS
 
-GROUPS = ("model", "dataset", "adapter", "deepspeed", "gpu", "recipe", "backend", "tracking", "experiment")
+GROUPS = ("model", "dataset", "adapter", "deepspeed", "gpu", "recipe", "backend", "tracking", "experiment",
+          "hparams_search")
 DRY_RUN_ID = "<run_id>"
 
 

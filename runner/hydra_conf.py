@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 
 
 @dataclass
@@ -22,12 +23,50 @@ class RunnerLauncherConf:
     _target_: str = "runner.launcher.RunnerLauncher"
 
 
+@dataclass
+class LocalLauncherConf:
+    _target_: str = "runner.launcher.LocalLauncher"
+
+
+@dataclass
+class ModalLauncherConf:
+    _target_: str = "runner.launcher.ModalLauncher"
+
+
+# Hydra's submitit launcher configs, with the resources each job derives from its own gpu option and
+# backend settings left null here (runner/launcher.py: submitit_resources); set one to pin it for all.
+@dataclass
+class PerJobResources:
+    timeout_min: int | None = None
+    cpus_per_task: int | None = None
+    gpus_per_node: int | None = None
+    tasks_per_node: int | None = None
+    mem_gb: int | None = None
+    nodes: int | None = None
+    name: str | None = None
+
+
+@dataclass
+class SlurmLauncherConf(PerJobResources, SlurmQueueConf):
+    _target_: str = "runner.launcher.SlurmLauncher"
+
+
+@dataclass
+class SubmititLocalLauncherConf(PerJobResources, LocalQueueConf):
+    _target_: str = "runner.launcher.SubmititLocalLauncher"
+
+
+LAUNCHERS = {"runner": RunnerLauncherConf, "runner_local": LocalLauncherConf, "runner_modal": ModalLauncherConf,
+             "runner_slurm": SlurmLauncherConf, "runner_submitit_local": SubmititLocalLauncherConf}
+
+
 def register() -> None:
     """Put the sweeper, the launcher and the help page in Hydra's ConfigStore (conf/config.yaml selects them)."""
     store = ConfigStore.instance()
     if "runner.yaml" not in store.repo.get("hydra", {}).get("sweeper", {}):
         store.store(group="hydra/sweeper", name="runner", node=RunnerSweeperConf, provider="runner")
-        store.store(group="hydra/launcher", name="runner", node=RunnerLauncherConf, provider="runner")
+        for name, node in LAUNCHERS.items():
+            store.store(group="hydra/launcher", name=name, node=node, provider="runner")
         store.store(group="hydra/help", name="runner", node=help_page(), provider="runner")
 
 

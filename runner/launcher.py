@@ -1,41 +1,67 @@
-"""The runner's Hydra sweeper and launcher (`hydra/sweeper=runner`, `hydra/launcher=runner`, the defaults).
+"""The runner's Hydra sweeper and launchers. The `backend` group picks the launcher (`hydra/launcher=...`
+underneath); runner/hydra_conf.py holds their configs.
 
-    RunnerSweeper   Hydra's grid (BasicSweeper) that plans and validates every job of the sweep before
-                    the sweep folder exists or any job starts, and prints a dry run without running one.
-    RunnerLauncher  hands a batch of planned jobs to the backend they were placed on (runner.backends):
-                    one after another here, or side by side on Modal.
+    RunnerSweeper          hydra/sweeper=runner, the grid: Hydra's BasicSweeper that plans and validates
+                           every job before the sweep folder exists or any job starts, and prints a sweep
+                           of dry runs without running one. (hydra/sweeper=optuna: Hydra's Optuna plugin.)
+    RunnerLauncher         hydra/launcher=runner (backend=auto): each job where it was placed
+    LocalLauncher          hydra/launcher=runner_local (backend=local): this machine, side by side on its GPUs
+    ModalLauncher          hydra/launcher=runner_modal (backend=modal): Modal, each job on its own GPUs
+    SlurmLauncher          hydra/launcher=runner_slurm (backend=slurm): Hydra's submitit launcher, with each
+                           job's Slurm resources derived from its own gpu option and backend settings
+    SubmititLocalLauncher  hydra/launcher=runner_submitit_local: the same through submitit's local
+                           executor (processes on this machine), to try a Slurm set-up without a cluster
 
-A sweep keeps Hydra's record of itself, `<runs_root>/_sweeps/<time>/multirun.yaml`; each job's run folder
-is made by the backend, after validation, under the runs root as for a single run.
+Each job's launch (launcher, sweep, job number, host, devices) goes into its job.json, and each job returns
+its objective (`objective.metric` of its metrics.json), which is what Optuna optimises.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher as submitit_plugin
 from omegaconf import DictConfig, OmegaConf
 
-# The outcome of the last sweep or run launched in this process (runner.app reads the exit code).
-outcome: dict[str, Any] = {"exit_code": 0}
+# The last sweep or run of this process: runner.app prints the sweep's table and exits with this code.
+outcome: dict[str, Any] = {"exit_code": 0, "sweep": None}
 
 
 def register_plugins() -> None:
-    """Hydra finds plugins in its `hydra_plugins` package; ours live here, so they are registered by hand
-    (the configs naming them are in runner/hydra_conf.py)."""
+    """Hydra finds plugins in its `hydra_plugins` package; ours live here, so they are registered by hand."""
     from hydra.core.plugins import Plugins
 
-    for plugin in (RunnerSweeper, RunnerLauncher):
+    for plugin in (RunnerSweeper, RunnerLauncher, LocalLauncher, ModalLauncher, SlurmLauncher, SubmititLocalLauncher):
         Plugins.instance().register(plugin)
 
 
+def note_sweep(config: DictConfig) -> Path:
+    """Make the sweep's folder with Hydra's record of it (once), and remember it for the sweep table.
+
+    The folder's name holds the time (`${now:...}`): it is fixed here, so every job and every batch of
+    the sweep (and submitit's folder inside it) uses one folder."""
+    from omegaconf import read_write
+
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    with read_write(config), read_write(config.hydra), read_write(config.hydra.sweep):
+        config.hydra.sweep.dir = str(sweep_dir)
+    if not (sweep_dir / "multirun.yaml").exists():
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    outcome["sweep"] = (Path(str(config.runs_root)), sweep_dir)
+    return sweep_dir
+
+
 def plan_overrides(config_loader: Any, config: DictConfig, overrides: Sequence[str]) -> Any:
-    """One job of a sweep, composed by Hydra's loader and planned (validated) by the runner."""
+    """One job of a sweep, composed by Hydra's loader and planned (validated, placed) by the runner."""
     from runner.compose import from_hydra, shown_overrides
     from runner.plan import plan_composed
 
@@ -59,11 +85,9 @@ class RunnerSweeper(BasicSweeper):
             outcome["exit_code"] = dry_run(jobs)
             return []
         check_one_backend(jobs)
-        if isinstance(self.launcher, RunnerLauncher):
+        if hasattr(self.launcher, "planned"):
             self.launcher.planned = planned
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        note_sweep(self.config)
         returns, index = [], 0
         while not self.is_done():
             batch = self.get_job_batch()
@@ -73,6 +97,10 @@ class RunnerSweeper(BasicSweeper):
 
 
 class RunnerLauncher(Launcher):
+    """backend=auto: hands each batch of planned jobs to the backend they were placed on."""
+
+    name = "runner"
+
     def __init__(self) -> None:
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -82,17 +110,121 @@ class RunnerLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from runner.backends import run_jobs
-
+    def plan(self, overrides: Sequence[str]) -> Any:
         assert self.config is not None and self.hydra_context is not None
-        jobs = [self.planned.get(tuple(o)) or plan_overrides(self.hydra_context.config_loader, self.config, o)
-                for o in job_overrides]
-        code = run_jobs(jobs)
-        outcome["exit_code"] = max(outcome["exit_code"], code)
+        return self.planned.get(tuple(overrides)) or plan_overrides(self.hydra_context.config_loader, self.config, overrides)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from runner.backends import exit_code, run_jobs
+        from runner.errors import UserError, report
+        from runner.sweeps import launch_info, objective_value
+
+        assert self.config is not None
+        sweep_dir = note_sweep(self.config)
+        jobs, values = [], {}
+        for number, overrides in enumerate(job_overrides, start=initial_job_idx):
+            try:
+                job = self.plan(overrides)
+            except UserError as e:   # an Optuna trial outside what the runner accepts: that trial fails
+                report(UserError(f"job {number} ({' '.join(filter_overrides(overrides))}): {e}"))
+                values[number] = None
+                continue
+            # a copy per job number: a sweep may hold the same job twice (gpu=a100,a100)
+            jobs.append((number, replace(job, launch=launch_info(self.name, sweep_dir, number))))
+        if jobs:
+            outcomes = run_jobs([job for _, job in jobs])
+            outcome["exit_code"] = max(outcome["exit_code"], exit_code(outcomes))
+            for (number, job), result in zip(jobs, outcomes):
+                values[number] = (objective_value(result.metrics, job.config["objective"]["metric"])
+                                  if result.state == "succeeded" else None)
         returns = []
-        for overrides in job_overrides:
+        for number, overrides in enumerate(job_overrides, start=initial_job_idx):
             ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
-            ret.return_value = code   # a failed job is reported by the backend; the sweep goes on
+            ret.return_value = values.get(number)   # None: a failed job (Optuna records a failed trial)
             returns.append(ret)
         return returns
+
+
+class LocalLauncher(RunnerLauncher):
+    """backend=local: this machine (one job after another on the CPU, side by side on its GPUs)."""
+
+    name = "runner_local"
+
+
+class ModalLauncher(RunnerLauncher):
+    """backend=modal: Modal, up to backend.max_parallel jobs at once, each on its own GPUs."""
+
+    name = "runner_modal"
+
+
+def submitit_resources(job: Any, executor: str) -> dict[str, Any]:
+    """A job's submitit parameters from its own gpu option and backend settings."""
+    backend = job.config["backend"]
+    gpus = job.compute.processes if job.compute.gpu_string else 0
+    per = max(gpus, 1)
+    resources = {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": gpus, "cpus_per_task": int(backend["cpus_per_gpu"] * per),
+                 "mem_gb": int(backend["mem_gb_per_gpu"] * per), "timeout_min": int((backend.get("timeout_h") or 12) * 60),
+                 "name": f"runner-{job.choices.get('model')}-{job.choices.get('adapter')}"}
+    if executor == "slurm" and backend.get("partition"):
+        resources["partition"] = backend["partition"]
+    return resources
+
+
+class _PerJobResources:
+    """Hydra's submitit launcher, but each job asks for its own resources: jobs are grouped by what they
+    need and each group is submitted with its parameters (anything set under hydra.launcher wins)."""
+
+    name = "submitit"
+    _EXECUTOR: str
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)   # type: ignore[call-arg]
+        self.planned: dict[tuple[str, ...], Any] = {}
+        self.translated: list[Any] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+        """On the node: the job as the user wrote it on the command line, for its records."""
+        from runner import compose
+
+        compose._translated[:] = self.translated
+        return super().__call__(*args, **kwargs)   # type: ignore[misc]
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import submitit
+        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+        from runner import compose
+
+        assert self.config is not None and self.hydra_context is not None
+        sweep_dir = note_sweep(self.config)
+        if str(self.params["submitit_folder"]).endswith("/.submitit/%j"):   # Hydra's default, resolved earlier
+            self.params["submitit_folder"] = str(sweep_dir / ".submitit" / "%j")
+        self.translated = list(compose._translated)   # travels with this launcher to each job
+        init_keys = {"submitit_folder", "max_num_timeout", "python"}
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        set_by_user = {k: v for k, v in self.params.items() if v is not None and k not in init_keys}
+        groups: dict[tuple, list[tuple[int, list[str]]]] = {}
+        for number, overrides in enumerate(job_overrides, start=initial_job_idx):
+            job = self.planned.get(tuple(overrides)) or plan_overrides(self.hydra_context.config_loader, self.config, overrides)
+            params = {**submitit_resources(job, self._EXECUTOR), **set_by_user}
+            groups.setdefault(tuple(sorted(params.items(), key=lambda kv: kv[0])), []).append((number, list(overrides)))
+        submitted = {}
+        for params, members in groups.items():
+            init = {"folder": self.params["submitit_folder"],
+                    **{f"{self._EXECUTOR}_{k}": v for k, v in self.params.items() if k in init_keys - {"submitit_folder"}
+                       and v is not None}}
+            executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
+            executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in params})
+            state = Singleton.get_state()
+            jobs = executor.map_array(self, *zip(*[(overrides, "hydra.sweep.dir", number, f"job_id_for_{number}", state)
+                                                   for number, overrides in members]))
+            submitted.update({number: job for (number, _), job in zip(members, jobs)})
+        return [submitted[number].results()[0] for number in range(initial_job_idx, initial_job_idx + len(job_overrides))]
+
+
+class SlurmLauncher(_PerJobResources, submitit_plugin.SlurmLauncher):
+    name = "runner_slurm"
+
+
+class SubmititLocalLauncher(_PerJobResources, submitit_plugin.LocalLauncher):
+    name = "runner_submitit_local"

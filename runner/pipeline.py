@@ -43,7 +43,10 @@ class StageResult:
     state: str   # succeeded | skipped
 
 
-def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = None) -> StageResult:
+def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = None,
+              env: dict[str, str] | None = None, label: str | None = None) -> StageResult:
+    """One stage of a run. `env` adds to the stage's environment (CUDA_VISIBLE_DEVICES: the GPUs the local
+    launcher gave the job); `label` prefixes its progress lines when jobs run side by side."""
     config = config or folder.composed()
     if not config.get("stages", {}).get(stage, True):
         folder.set_stage(stage, "skipped", reason="turned off (stages." + stage + "=false)")
@@ -53,8 +56,9 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
         folder.set_stage(stage, "skipped", reason="nothing to do for this config")
         return StageResult(stage, "skipped")
     folder.set_stage(stage, "running")
-    env = stage_env(config, offline=stage != "prepare" or config["model_spec"].get("build") == "tiny")
-    output = run_logged(cmd, folder.log_file(stage), stage, env=env, cwd=folder.path)
+    stage_vars = {**stage_env(config, offline=stage != "prepare" or config["model_spec"].get("build") == "tiny"),
+                  **(env or {})}
+    output = run_logged(cmd, folder.log_file(stage), stage, env=stage_vars, cwd=folder.path, label=label)
     if stage == "train" and output.records:
         write_json(folder.path / "logs" / "train_history.json", output.records)
         folder.update_metrics(**axolotl_stages.train_metrics(output.records))
@@ -68,8 +72,9 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
     return StageResult(stage, "succeeded")
 
 
-def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES) -> None:
+def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[str, str] | None = None,
+               label: str | None = None) -> None:
     config = folder.composed()
     for stage in stages:
-        run_stage(folder, stage, config)
+        run_stage(folder, stage, config, env, label)
     folder.set_state("succeeded")

@@ -26,6 +26,7 @@ class Job:
     compute: ComputeSpec
     data: dict[str, DataFile]                      # "train" and, when there is one, "test"
     placement: Placement                           # where it runs: backend.name, or what `auto` chose
+    launch: dict[str, Any] | None = None           # which launcher, sweep and job number (runner/sweeps.py)
 
     @property
     def overrides(self) -> list[str]:
@@ -47,7 +48,7 @@ class Job:
         for key in DERIVED:   # settled when the job was planned; paths do not change them
             if key in self.config:
                 config[key] = self.config[key]
-        return Job(self.composed, config, self.compute, self.data, self.placement)
+        return Job(self.composed, config, self.compute, self.data, self.placement, self.launch)
 
 
 def plan_job(overrides: JobOverrides) -> Job:

@@ -13,10 +13,12 @@ TQDM = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
 
 
 class StageProgress:
-    def __init__(self, stage: str, stream=None):
+    def __init__(self, stage: str, stream=None, label: str | None = None):
         self.stage = stage
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
+        # jobs side by side (label set) print lines: redrawing one line in place would mix them up
+        self.tty = self.stream.isatty() and label is None
+        self.prefix = f"{label} " if label else ""
         self.started = time.monotonic()
         self.step = self.total = 0
         self.eta = ""
@@ -53,7 +55,7 @@ class StageProgress:
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
-        parts = [f"  {self.stage:<10}"]
+        parts = [f"  {self.prefix}{self.stage:<10}"]
         if self.total:
             width = 24
             filled = width * self.step // self.total
@@ -67,5 +69,5 @@ class StageProgress:
         elapsed = time.monotonic() - self.started
         if self.tty:
             self.stream.write("\r\033[K")
-        self.stream.write(f"  {self.stage:<10}  {state} in {elapsed:.0f}s\n")
+        self.stream.write(f"  {self.prefix}{self.stage:<10}  {state} in {elapsed:.0f}s\n")
         self.stream.flush()

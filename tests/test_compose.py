@@ -11,6 +11,7 @@ OPTIONS = group_options()
 NEEDS = {
     ("adapter", "qlora"): ["gpu=a100"],
     ("backend", "modal"): ["gpu=a100"],
+    ("backend", "slurm"): ["gpu=a100"],
     ("recipe", "packed_bf16"): ["gpu=a100"],
     ("recipe", "seed"): ["gpu=a100"],
     ("recipe", "fp16"): ["gpu=t4"],
@@ -29,7 +30,8 @@ def test_groups_have_the_designed_options():
                                    "a100x8", "h100", "h100x2", "h100x4", "h100x8", "h200", "h200x8", "b200x8"}
     assert OPTIONS["dataset"] == ["alpaca", "chat_template", "completion", "sqlqa"]
     assert OPTIONS["recipe"] == ["cpu", "fp16", "packed_bf16", "seed"]
-    assert OPTIONS["backend"] == ["auto", "local", "modal"]
+    assert OPTIONS["backend"] == ["auto", "local", "modal", "slurm"]
+    assert OPTIONS["hparams_search"] == ["sql_lora"]
     assert OPTIONS["tracking"] == ["mlflow", "none", "wandb"]
 
 

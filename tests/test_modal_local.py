@@ -44,7 +44,8 @@ def test_stage_functions_run_in_process_build_the_local_backends_run_folder(tmp_
     # One runs root and one model cache for both, as the runs and pretrained Volumes are for all Modal
     # runs: the tiny model is built once and the second run reuses the first one's prepared data.
     runs, cache = tmp_path / "runs", tmp_path / "cache"
-    assert local.run_jobs(plan_jobs([*TINY, f"runs_root={runs}", f"cache_dir={cache}"], False)) == 0
+    (outcome,) = local.run_jobs(plan_jobs([*TINY, f"runs_root={runs}", f"cache_dir={cache}"], False))
+    assert outcome.state == "succeeded"
     (local_folder,) = [p for p in runs.iterdir() if not p.name.startswith("_")]
 
     monkeypatch.setenv("RUNNER_MODAL_RUNS_DIR", str(runs))

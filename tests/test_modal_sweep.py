@@ -165,8 +165,9 @@ def test_sweep_runs_jobs_side_by_side_and_a_failure_stops_only_its_job(fake_moda
     fake_modal.fail = {("lora_r=16", "train")}
     rc = main(["-m", "lora_r=8,16,32,64", "backend=modal", "gpu=a100", "backend.poll_s=0.05",
                f"runs_root={fake_modal.local_root}"])
-    out = capsys.readouterr().out
-    assert rc == 1
+    captured = capsys.readouterr()
+    out = captured.out
+    assert rc == 1, captured.err
     # four jobs at once: all four trains overlap, and the sweep takes about one job's time, not the sum
     trains = fake_modal.calls_of("train")
     assert len(trains) == 4 and max(c["start"] for c in trains) < min(c["end"] for c in trains)

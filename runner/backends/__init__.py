@@ -1,20 +1,30 @@
-"""Where planned jobs run, behind one call: `run_jobs(jobs)`.
+"""Where planned jobs run, behind one call: `run_jobs(jobs) -> [Outcome]`.
 
-    local   this machine, one job after another (runner/backends/local.py)
+    local   this machine: one after another on the CPU, side by side on its GPUs (runner/backends/local.py)
     modal   Modal functions, side by side, each job on its own GPUs (runner/backends/modal_launcher.py)
+    slurm   a Slurm job per job (runner/launcher.py submits; on the node its stages run as `local`)
 
 Each job was placed when it was planned (runner/backends/placement.py: `backend=auto` decides per job).
-Both backends make run folders the same way (runner/runfolder.py) and print the same summaries.
+Every backend makes run folders the same way (runner/runfolder.py) and prints the same summaries; the
+Hydra launchers in runner/launcher.py call this.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from runner.backends.outcome import Outcome
 from runner.errors import UserError
 
 if TYPE_CHECKING:
     from runner.plan import Job
+
+
+__all__ = ["Outcome", "check_one_backend", "dry_run", "exit_code", "run_jobs"]
+
+
+def exit_code(outcomes: list[Outcome]) -> int:
+    return 1 if any(o.state == "failed" for o in outcomes) else 0
 
 
 def check_one_backend(jobs: list[Job]) -> None:
@@ -30,15 +40,13 @@ def dry_run(jobs: list[Job]) -> int:
     return 0
 
 
-def run_jobs(jobs: list[Job]) -> int:
-    """Run every job where it was placed; the exit code is 1 if any failed."""
-    if all(job.config.get("dry_run") for job in jobs):
-        return dry_run(jobs)
+def run_jobs(jobs: list[Job]) -> list[Outcome]:
+    """Run every job where it was placed (dry runs are printed instead, by the caller)."""
     check_one_backend(jobs)
-    if jobs[0].placement.backend == "local":
-        from runner.backends import local
+    if jobs[0].placement.backend == "modal":
+        from runner.backends import modal_launcher
 
-        return local.run_jobs(jobs)
-    from runner.backends import modal_launcher
+        return modal_launcher.run_jobs(jobs)
+    from runner.backends import local   # local, and a Slurm job on its node
 
-    return modal_launcher.run_jobs(jobs)
+    return local.run_jobs(jobs)

@@ -1,47 +1,105 @@
-"""The local backend: every job's stages on this machine, one job after another."""
+"""The local backend: every job's stages on this machine.
+
+On the CPU, jobs run one after another. On a machine with GPUs, jobs that need fewer GPUs than it has run
+side by side, each on its own devices (CUDA_VISIBLE_DEVICES for all of its stage processes): a job waits
+until enough devices are free, never shares one, and gives them back when it ends. Jobs without GPUs
+still run one at a time.
+"""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from runner import report
+from runner.backends.outcome import Outcome
+from runner.backends.placement import local_gpus
 from runner.pipeline import StageFailed, run_stages
 from runner.plan import Job
 from runner.runfolder import open_run
 
 
-def run_jobs(jobs: list[Job]) -> int:
-    """Run every job; a failed job does not stop the sweep. Exit code 1 if any failed."""
-    rows, failed = [], 0
-    for index, job in enumerate(jobs, start=1):
-        job, folder = open_run(job)
-        run_id = folder.run_id
-        label = " ".join(job.overrides) or "(defaults)"
-        print(f"[{index}/{len(jobs)}] run {run_id}  {label}\n  {job.compute.describe()}", file=sys.stderr)
-        started = time.monotonic()
-        state = summary_state = "succeeded"
+class DevicePool:
+    """The machine's GPU indices; `take(n)` blocks until n are free and hands them out exclusively."""
+
+    def __init__(self, devices: list[int]):
+        self.total = len(devices)
+        self.free = sorted(devices)
+        self.changed = threading.Condition()
+
+    def take(self, count: int) -> list[int]:
+        if count > self.total:
+            raise ValueError(f"needs {count} GPUs, this machine has {self.total}")
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.free) >= count)
+            taken, self.free = self.free[:count], self.free[count:]
+            return taken
+
+    def give(self, devices: list[int]) -> None:
+        with self.changed:
+            self.free = sorted(self.free + devices)
+            self.changed.notify_all()
+
+
+def gpus_needed(job: Job) -> int:
+    return job.compute.processes if job.compute.gpu_string else 0
+
+
+def run_jobs(jobs: list[Job]) -> list[Outcome]:
+    """Run every job; a failed job does not stop the others."""
+    machine = [gpu.index for gpu in local_gpus()]
+    if len(jobs) > 1 and machine and any(gpus_needed(job) for job in jobs):
+        return run_side_by_side(jobs, DevicePool(machine))
+    return [run_job(job, index, len(jobs)) for index, job in enumerate(jobs, start=1)]
+
+
+def run_side_by_side(jobs: list[Job], pool: DevicePool) -> list[Outcome]:
+    one_cpu_job = threading.Lock()
+
+    def run(index: int, job: Job) -> Outcome:
+        count = gpus_needed(job)
+        if not count:
+            with one_cpu_job:
+                return run_job(job, index, len(jobs), label=f"[{index}/{len(jobs)}]")
         try:
-            run_stages(folder)
-        except StageFailed as e:
-            failed += 1
-            state = summary_state = f"failed ({e.stage})"
-            if e.reason:  # the stage said what to do: that line alone, the details stay in its log
-                summary_state = f"{state}: {e.reason}"   # the sweep table keeps its short status
-                print(f"error: run {run_id}: {e.stage}: {e.reason}", file=sys.stderr)
-            else:
-                print(f"error: stage '{e.stage}' failed (exit {e.returncode}); last lines of {e.log}:", file=sys.stderr)
-                print("\n".join("    " + line for line in e.tail), file=sys.stderr)
-        elapsed = time.monotonic() - started
-        metrics = folder.metrics()
-        print(report.run_summary(folder.path, summary_state, elapsed, metrics, adapter=bool(job.config.get("adapter"))))
-        rows.append({
-            "job": index, "overrides": label, "status": state,
-            "loss": (metrics.get("train_loss") or {}).get("last"),
-            "eval": report.loss_line(metrics, "eval_loss") or "-",
-            "gpu_hours": elapsed / 3600 * job.compute.processes if job.compute.gpu_string else None,
-            "cost": None,
-        })
-    if len(jobs) > 1:
-        print("\n" + report.sweep_table(rows))
-    return 1 if failed else 0
+            devices = pool.take(count)
+        except ValueError as e:
+            print(f"error: job {index}: {e}", file=sys.stderr)
+            return Outcome(None, "failed", {}, job.overrides)
+        try:
+            return run_job(job, index, len(jobs), devices=devices, label=f"[{index}/{len(jobs)}]")
+        finally:
+            pool.give(devices)
+
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="job") as threads:
+        return list(threads.map(run, range(1, len(jobs) + 1), jobs))
+
+
+def run_job(job: Job, index: int, total: int, devices: list[int] | None = None, label: str | None = None) -> Outcome:
+    env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))} if devices is not None else None
+    if env and job.launch is not None:
+        job = replace(job, launch={**job.launch, "devices": env["CUDA_VISIBLE_DEVICES"]})
+    job, folder = open_run(job)
+    run_id = folder.run_id
+    where = f"  GPUs {env['CUDA_VISIBLE_DEVICES']}" if env else ""
+    print(f"[{index}/{total}] run {run_id}  {' '.join(job.overrides) or '(defaults)'}{where}\n"
+          f"  {job.compute.describe()}", file=sys.stderr)
+    started = time.monotonic()
+    state = summary_state = "succeeded"
+    try:
+        run_stages(folder, env=env, label=label)
+    except StageFailed as e:
+        state = summary_state = f"failed ({e.stage})"
+        if e.reason:  # the stage said what to do: that line alone, the details stay in its log
+            summary_state = f"{state}: {e.reason}"
+            print(f"error: run {run_id}: {e.stage}: {e.reason}", file=sys.stderr)
+        else:
+            print(f"error: stage '{e.stage}' failed (exit {e.returncode}); last lines of {e.log}:", file=sys.stderr)
+            print("\n".join("    " + line for line in e.tail), file=sys.stderr)
+    metrics = folder.metrics()
+    print(report.run_summary(folder.path, summary_state, time.monotonic() - started, metrics,
+                             adapter=bool(job.config.get("adapter"))))
+    return Outcome(folder.path, "succeeded" if state == "succeeded" else "failed", metrics, job.overrides)

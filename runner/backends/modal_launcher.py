@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from runner import report
+from runner.backends.outcome import Outcome
 from runner.backends import modal_settings as ms
-from runner.backends.modal_records import FINAL_STATES, gpu_usage, pull_run, write_modal_record
+from runner.backends.modal_records import FINAL_STATES, pull_run, write_modal_record
 from runner.backends.modal_credentials import NO_CREDENTIALS, require_credentials
 from runner.errors import UserError
 from runner.plan import Job
@@ -76,7 +77,7 @@ def job_request(job: Job, index: int, run_id: str, runs_dir: Path, pretrained_di
     }
 
 
-def run_jobs(jobs: list[Job]) -> int:
+def run_jobs(jobs: list[Job]) -> list[Outcome]:
     # 1. everything that can be checked here, before any work or upload
     settings = sweep_settings(jobs)
     for job in jobs:
@@ -109,11 +110,11 @@ def run_jobs(jobs: list[Job]) -> int:
         for _, folder, _ in runs:
             if folder.status().get("state") not in FINAL_STATES:
                 folder.set_state("failed", error=f"Modal: {type(e).__name__}")
-        return 1
+        return [Outcome(folder.path, "failed", {}, job.overrides) for job, folder, _ in runs]
 
 
 def submit(modal_app: Any, settings: ms.ModalSettings, runs: list[tuple[Job, RunFolder, dict[str, Any]]],
-           max_parallel: int, poll_s: float, detach: bool) -> int:
+           max_parallel: int, poll_s: float, detach: bool) -> list[Outcome]:
     import modal
 
     upload_data(modal_app.runs_volume, runs)
@@ -133,7 +134,7 @@ def submit(modal_app: Any, settings: ms.ModalSettings, runs: list[tuple[Job, Run
             print("\n".join(folder.run_id for _, folder, _ in runs))
             print(f"submitted {len(runs)} run(s) to Modal app '{settings.app_name}' (detached); "
                   "follow with `python -m runner.runs sync`", file=sys.stderr)
-            return 0
+            return [Outcome(folder.path, "submitted", {}, job.overrides) for job, folder, _ in runs]
         started = time.monotonic()
         try:
             results = wait_for(call, modal_app.runs_volume, runs, poll_s)
@@ -186,28 +187,20 @@ def wait_for(call: Any, volume: Any, runs: list[tuple[Job, RunFolder, dict[str, 
 
 
 def report_results(volume: Any, runs: list[tuple[Job, RunFolder, dict[str, Any]]],
-                   results: list[dict[str, Any]], elapsed_s: float) -> int:
+                   results: list[dict[str, Any]], elapsed_s: float) -> list[Outcome]:
     by_id = {result["run_id"]: result for result in results}
-    rows, failed = [], 0
+    outcomes = []
     for job, folder, request in runs:
         status = pull_run(volume, folder.run_id, folder.path)
         result = by_id.get(folder.run_id, {"state": status.get("state", "unknown")})
         state = result["state"] if result["state"] in FINAL_STATES else status.get("state", "unknown")
+        shown = state
         if state != "succeeded":
-            failed += 1
-            state = f"failed ({result.get('failed_stage') or status.get('failed_stage') or '?'})"
+            shown = f"failed ({result.get('failed_stage') or status.get('failed_stage') or '?'})"
             if result.get("error"):
                 print(f"error: run {folder.run_id}: {result['error']}; logs in {folder.path / 'logs'}", file=sys.stderr)
         metrics = folder.metrics()
-        gpu_hours, cost = gpu_usage(folder.path)
-        print(report.run_summary(folder.path, state, elapsed_s, metrics, adapter=bool(job.config.get("adapter"))))
+        print(report.run_summary(folder.path, shown, elapsed_s, metrics, adapter=bool(job.config.get("adapter"))))
         print(f"  {'weights':<12}runs Volume '{ms.app_settings(job.config).runs_volume}': /{folder.run_id}/outputs")
-        rows.append({
-            "job": request["index"], "overrides": " ".join(job.overrides) or "(defaults)", "status": state,
-            "loss": (metrics.get("train_loss") or {}).get("last"),
-            "eval": report.eval_metric(metrics),
-            "gpu_hours": gpu_hours, "cost": cost,
-        })
-    if len(runs) > 1:
-        print("\n" + report.sweep_table(rows))
-    return 1 if failed else 0
+        outcomes.append(Outcome(folder.path, "succeeded" if state == "succeeded" else "failed", metrics, job.overrides))
+    return outcomes

@@ -15,11 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from runner.compute import MODAL_GPU_TYPES, parse_modal_gpu
-from runner.errors import UserError, did_you_mean
+from runner.errors import UserError
 from runner.settings import STAGES
 
-KEYS = {"name", "app_name", "max_parallel", "poll_s", "timeout_h", "timeouts_min",
-        "retries", "merge_gpu", "merge_memory_gib", "eval_gpu", "volumes", "secrets"}
 MAX_TIMEOUT_H = 24          # Modal's limit on one function call
 MAX_RETRIES = 10            # Modal's limit
 CPU_STAGE = {"cpu": 4.0, "memory_mib": 16 * 1024}   # prepare, preprocess: downloads and tokenising
@@ -57,11 +55,7 @@ class StageOptions:
 
 
 def _backend(config: dict[str, Any]) -> dict[str, Any]:
-    backend = config["backend"]
-    for key in backend:
-        if key not in KEYS:
-            raise UserError(f"unknown setting backend.{key}{did_you_mean(key, KEYS)}")
-    return backend
+    return config["backend"]   # its keys and types were checked against runner/schema/backend.py
 
 
 def app_settings(config: dict[str, Any]) -> ModalSettings:

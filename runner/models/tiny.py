@@ -69,9 +69,23 @@ def build_tokenizer(vocab_size: int):
 
 
 def build(target: Path, spec: dict[str, Any]) -> Path:
-    """Write tokenizer + random-init LlamaForCausalLM to `target` unless an identical build is there."""
+    """Write tokenizer + random-init LlamaForCausalLM to `target` unless an identical build is there.
+
+    Jobs side by side (local GPUs, submitit) may prepare the same model at once: one builds, the others
+    wait on the lock and then find it built."""
+    import fcntl
+
     if is_built(target, spec):
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_built(target, spec):
+            _build(target, spec)
+    return target
+
+
+def _build(target: Path, spec: dict[str, Any]) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -105,4 +119,3 @@ def build(target: Path, spec: dict[str, Any]) -> Path:
 
         shutil.rmtree(target)
     staging.rename(target)
-    return target

@@ -8,7 +8,7 @@ from typing import Optional
 
 from runner.schema.ranges import Range, positive
 
-BACKENDS = ("auto", "local", "modal")
+BACKENDS = ("auto", "local", "modal", "slurm")
 
 
 @dataclass
@@ -37,8 +37,8 @@ class Secrets:
 
 @dataclass
 class BackendSettings:
-    name: str = "auto"                    # auto | local | modal
-    timeout_h: Optional[float] = None     # Modal: the train stage's limit (Modal allows 24)
+    name: str = "auto"                    # auto | local | modal | slurm
+    timeout_h: Optional[float] = None     # Modal: the train stage's limit (Modal allows 24); Slurm: the job's
     app_name: str = "runner"
     max_parallel: int = 8                 # concurrent jobs of a Modal sweep
     poll_s: float = 15                    # while attached: how often run status is copied back
@@ -49,14 +49,20 @@ class BackendSettings:
     eval_gpu: Optional[str] = None        # null: the job's own GPU string
     volumes: Volumes = field(default_factory=Volumes)
     secrets: Secrets = field(default_factory=Secrets)
+    # Slurm (hydra-submitit-launcher): each job asks for the GPUs of its own gpu option, and per GPU:
+    partition: Optional[str] = None
+    cpus_per_gpu: int = 8
+    mem_gb_per_gpu: float = 64
 
 
 RANGES = {
-    "backend.timeout_h": Range(0, 24, low_open=True, allow=(None,)),
+    "backend.timeout_h": positive(allow=(None,)),   # Modal allows at most 24 (runner/backends/modal_settings.py)
     "backend.max_parallel": Range(1, integer=True),
     "backend.poll_s": positive(),
     **{f"backend.timeouts_min.{stage}": Range(0, 24 * 60, low_open=True) for stage in ("prepare", "preprocess", "merge", "eval")},
     "backend.retries": Range(0, 10, integer=True),
     "backend.merge_memory_gib": positive(),
+    "backend.cpus_per_gpu": Range(1, integer=True),
+    "backend.mem_gb_per_gpu": positive(),
 }
 CHOICES = {"backend.name": BACKENDS}

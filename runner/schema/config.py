@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.schema import backend, dataset, evals, gpu, model, stages
+from runner.schema import backend, dataset, evals, gpu, model, objective, stages
 
 # Top-level runner keys: (type, what it is). Everything else at the top level is axolotl's.
 SCALARS: dict[str, tuple[type, str]] = {
@@ -32,10 +32,11 @@ NODES: dict[str, tuple[type, str]] = {
     "stages": (stages.StagesConfig, "which stages run (prepare, preprocess, train, merge, eval)"),
     "model_spec": (model.ModelSpec, "architecture figures of the model group (memory model, cost, MFU)"),
     "dataset": (dataset.DatasetSpec, "the dataset group's file paths and record format"),
+    "objective": (objective.ObjectiveConfig, "what a sweep compares jobs by (a metrics.json path) and which way"),
 }
 RUNNER_KEYS: dict[str, str] = {key: text for key, (_, text) in {**SCALARS, **NODES}.items()}
 RANGES = {**gpu.RANGES, **backend.RANGES, **evals.RANGES, **model.RANGES}
-CHOICES = {**backend.CHOICES, **evals.CHOICES, **model.CHOICES, **dataset.CHOICES}
+CHOICES = {**backend.CHOICES, **evals.CHOICES, **model.CHOICES, **dataset.CHOICES, **objective.CHOICES}
 SCHEMA_NAME = "runner_schema"
 
 

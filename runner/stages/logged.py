@@ -51,13 +51,15 @@ def parse_metric_dict(text: str) -> dict | None:
 
 
 def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] | None = None,
-               cwd: str | Path | None = None) -> StageOutput:
-    progress = StageProgress(stage)
+               cwd: str | Path | None = None, label: str | None = None) -> StageOutput:
+    progress = StageProgress(stage, label=label)
     output = StageOutput(returncode=-1)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
+        if env and env.get("CUDA_VISIBLE_DEVICES") is not None:
+            log.write(f"# CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}\n".encode())
         log.flush()
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    env={**os.environ, **(env or {})}, cwd=cwd)

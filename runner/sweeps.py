@@ -1,0 +1,129 @@
+"""A sweep's jobs, found again from their run folders: the objective each reached, which launcher ran it
+and where, and one table for the whole sweep with the best job marked.
+
+Every launcher (here, side by side on this machine's GPUs, Modal, Slurm through submitit) writes the same
+run folders, each with `job.json: launch` naming its sweep and job number, so the table is built the same
+way whatever ran the jobs, and is kept beside Hydra's record of the sweep:
+
+    <runs_root>/_sweeps/<time>/multirun.yaml   Hydra's (grid: the runner's sweeper; Optuna: its own)
+    <runs_root>/_sweeps/<time>/sweep.json      one row per job: run, status, objective, launcher, where
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from runner.records import read_json, write_json
+
+
+def objective_value(metrics: dict[str, Any], metric: str) -> float | None:
+    """The number at `metric` (a dotted path into metrics.json), or None: a failed or unscored job."""
+    node: Any = metrics
+    for part in metric.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    if isinstance(node, dict) and isinstance(node.get("last"), (int, float)):
+        node = node["last"]   # a logged series (eval_loss, train_loss): its last value
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or math.isnan(node):
+        return None
+    return float(node)
+
+
+def launch_info(launcher: str, sweep_dir: str | Path | None = None, job_num: int | None = None,
+                devices: str | None = None) -> dict[str, Any]:
+    """What job.json records about how a job was launched, and where it ran."""
+    info: dict[str, Any] = {"launcher": launcher, "host": platform.node()}
+    if sweep_dir is not None:
+        info.update(sweep_dir=str(Path(sweep_dir).resolve()), job_num=job_num)
+    devices = devices if devices is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
+    if devices:
+        info["devices"] = devices
+    for variable in ("SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID"):
+        if os.environ.get(variable):
+            info["job_id"] = os.environ[variable]
+    return info
+
+
+def where(launch: dict[str, Any], job: dict[str, Any]) -> str:
+    compute = job.get("compute") or {}
+    if compute.get("backend") == "modal":
+        return f"Modal {compute.get('gpu_string')}"
+    place = launch.get("host") or "?"
+    if launch.get("devices"):
+        place += f" GPU {launch['devices']}"
+    if launch.get("job_id"):
+        place += f" (job {launch['job_id']})"
+    return place
+
+
+def sweep_rows(runs_root: Path, sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per run of this sweep, in job order."""
+    from runner.backends.modal_records import gpu_usage
+    from runner.report import eval_metric
+
+    sweep_dir = Path(sweep_dir).resolve()
+    rows = []
+    for path in sorted(Path(runs_root).glob("*/job.json")):
+        job = read_json(path, {})
+        launch = job.get("launch") or {}
+        if launch.get("sweep_dir") != str(sweep_dir):
+            continue
+        folder = path.parent
+        status, metrics = read_json(folder / "status.json", {}), read_json(folder / "metrics.json", {})
+        objective = job.get("objective") or {}
+        state = status.get("state", "unknown")
+        if state == "failed" and status.get("failed_stage"):
+            state = f"failed ({status['failed_stage']})"
+        gpu_hours, cost = gpu_usage(folder)
+        rows.append({
+            "job": launch.get("job_num"), "run_id": folder.name, "overrides": " ".join(job.get("overrides") or []),
+            "status": state, "loss": (metrics.get("train_loss") or {}).get("last"), "eval": eval_metric(metrics),
+            "objective": objective_value(metrics, objective.get("metric", "")) if state == "succeeded" else None,
+            "metric": objective.get("metric"), "direction": objective.get("direction"),
+            "launcher": launch.get("launcher"), "where": where(launch, job), "gpu_hours": gpu_hours, "cost": cost,
+        })
+    rows.sort(key=lambda r: (r["job"] is None, r["job"] or 0))
+    return rows
+
+
+def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    scored = [r for r in rows if r["objective"] is not None]
+    if not scored:
+        return None
+    pick = max if scored[0].get("direction") == "maximize" else min
+    return pick(scored, key=lambda r: r["objective"])
+
+
+def record(runs_root: Path, sweep_dir: Path) -> list[dict[str, Any]]:
+    """The sweep's rows, also written to <sweep>/sweep.json (with the best job)."""
+    rows = sweep_rows(runs_root, sweep_dir)
+    top = best(rows)
+    if Path(sweep_dir).is_dir():
+        write_json(Path(sweep_dir) / "sweep.json", {"jobs": rows, "best": top and top["run_id"]})
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The sweep table: every job, its objective, the launcher and where it ran; the best marked `*`."""
+    top = best(rows)
+
+    def fmt(value: Any, digits: int = 3) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+    metric = next((r["metric"] for r in rows if r.get("metric")), "objective")
+    headers = ["job", "overrides", "status", "train loss", "eval", f"{metric} ({rows[0].get('direction', '')})" if rows else "objective",
+               "launcher", "where", "GPU-h", "cost"]
+    body = [[("*" if r is top else "") + str(r["job"] if r["job"] is not None else ""), r["overrides"] or "(defaults)",
+             r["status"], fmt(r["loss"]), r["eval"], fmt(r["objective"], 4), str(r["launcher"] or "-"), r["where"],
+             fmt(r["gpu_hours"], 2), f"${r['cost']:.2f}" if r["cost"] is not None else "-"] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    text = [line.format(*headers), line.format(*("-" * w for w in widths)), *(line.format(*row) for row in body)]
+    if top:
+        text.append(f"* best: job {top['job']}, run {top['run_id']}, {top['metric']} = {top['objective']:.4f}")
+    return "\n".join(text)
