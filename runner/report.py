@@ -62,17 +62,6 @@ def run_summary(run_dir: Path, state: str, elapsed_s: float, metrics: dict[str, 
     return "\n".join(lines)
 
 
-def sweep_table(rows: list[dict[str, Any]]) -> str:
-    """rows: job, overrides, status, final loss, eval metric, gpu_hours, cost."""
-    headers = ["job", "overrides", "status", "train loss", "eval", "GPU-h", "cost"]
-    table = [[str(r.get("job", "")), r.get("overrides", ""), r.get("status", ""), _fmt(r.get("loss")),
-              r.get("eval", "-"), _fmt(r.get("gpu_hours"), 2), f"${r['cost']:.2f}" if r.get("cost") is not None else "-"]
-             for r in rows]
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [fmt.format(*row) for row in table])
-
-
 def eval_metric(metrics: dict[str, Any]) -> str:
     """The eval stage's headline figure for the tuned model, else the trainer's last eval loss."""
     tuned = ((metrics.get("eval") or {}).get("tuned") or {}) if isinstance(metrics.get("eval"), dict) else {}
