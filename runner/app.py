@@ -151,6 +151,19 @@ def launch_of(hydra_config) -> dict:
     return launch_info(name, hydra_config.sweep.dir, hydra_config.job.num)
 
 
+def sweep_report(runs_root: Path, sweep_dir: Path) -> str:
+    """The sweep's report page (<sweep>/report/index.html), or why there is none."""
+    from runner.runs.reportpage import resolve_targets, write_report
+
+    try:
+        folders, title, _ = resolve_targets(Path(runs_root), [str(sweep_dir)])
+        return f"report: {write_report(folders, title, Path(sweep_dir) / 'report')}"
+    except ImportError as e:
+        return f"report: not written ({e.name} is not installed: pip install matplotlib)"
+    except (UserError, OSError) as e:
+        return f"report: not written ({e})"
+
+
 def print_sweep() -> None:
     """After a sweep: its table (every job, objective, launcher, where; the best marked) and exit code."""
     from runner.sweeps import record, table
@@ -161,6 +174,7 @@ def print_sweep() -> None:
     rows = record(runs_root, sweep_dir)
     if rows and not all(row["status"] == "submitted" for row in rows):   # detached: the run ids are the output
         print("\n" + table(rows) + f"\nsweep: {sweep_dir}")
+        print(sweep_report(runs_root, sweep_dir))
         if any(row["status"].startswith("failed") for row in rows):
             outcome["exit_code"] = max(outcome["exit_code"], 1)
 

@@ -6,10 +6,13 @@ run_stage() inside each stage's Modal function, over the same run folder on a Vo
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from runner import tracking
 from runner.records import write_json
 from runner.runfolder import RunFolder
 from runner.settings import STAGES
@@ -40,7 +43,7 @@ class StageFailed(Exception):
 @dataclass
 class StageResult:
     stage: str
-    state: str   # succeeded | skipped
+    state: str   # succeeded | skipped | reused
 
 
 def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = None,
@@ -55,21 +58,102 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
     if cmd is None:
         folder.set_stage(stage, "skipped", reason="nothing to do for this config")
         return StageResult(stage, "skipped")
-    folder.set_stage(stage, "running")
+    if stage == "preprocess":
+        reused = _prepared_before(folder)
+        if reused:
+            folder.set_stage(stage, "succeeded", reused=reused["run_id"],
+                             reason=f"reused the data tokenised by run {reused['run_id']}")
+            print(f"  {label + ' ' if label else ''}{stage:<10}  reused: tokenised by run {reused['run_id']} "
+                  f"({reused['path']})", file=sys.stderr, flush=True)
+            return StageResult(stage, "reused")
+    folder.set_stage(stage, "running")   # with this process's id and host: `runs resume` checks it has gone
+    try:
+        tracker_vars = tracking.before_stage(folder, config, stage)
+    except Exception as e:  # noqa: BLE001 - the tracker's own error, in one line, before the GPU is paid for
+        reason = f"could not open the {tracking.tracker(config)} run: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        folder.set_stage(stage, "failed", error=reason)
+        folder.set_state("failed", failed_stage=stage, error=reason)
+        raise StageFailed(stage, 1, [], folder.log_file(stage), reason) from e
     stage_vars = {**stage_env(config, offline=stage != "prepare" or config["model_spec"].get("build") == "tiny"),
-                  **(env or {})}
-    output = run_logged(cmd, folder.log_file(stage), stage, env=stage_vars, cwd=folder.path, label=label)
+                  **tracker_vars, **(env or {})}
+    try:
+        output = run_logged(cmd, folder.log_file(stage), stage, env=stage_vars, cwd=folder.path, label=label)
+    except KeyboardInterrupt:   # Ctrl-C: the run is interrupted, not running; `runs resume` continues it
+        folder.set_stage(stage, "interrupted")
+        folder.set_state("interrupted", interrupted_stage=stage)
+        raise
     if stage == "train" and output.records:
-        write_json(folder.path / "logs" / "train_history.json", output.records)
-        folder.update_metrics(**axolotl_stages.train_metrics(output.records))
+        history = _after_earlier_attempts(folder, output.records)
+        write_json(folder.path / "logs" / "train_history.json", history)
+        folder.update_metrics(**axolotl_stages.train_metrics(history))
     if output.returncode != 0:
         reason = output.reason
         error = {"error": reason} if reason else {}   # `runs show RUN` prints a stage's error
         folder.set_stage(stage, "failed", returncode=output.returncode, **error)
         folder.set_state("failed", failed_stage=stage, **error)
+        tracking.after_stage(folder, config, stage, "failed")
         raise StageFailed(stage, output.returncode, output.tail, folder.log_file(stage), reason)
     folder.set_stage(stage, "succeeded")
+    if stage == "preprocess":
+        _record_prepared(folder)
+    tracking.after_stage(folder, config, stage, "succeeded")
     return StageResult(stage, "succeeded")
+
+
+def _prepared_key(folder: RunFolder) -> tuple[dict[str, Any], str] | None:
+    import yaml
+
+    from runner.cache import prepared_key
+    from runner.records import read_json
+
+    axolotl_config = yaml.safe_load(folder.config_file.read_text())
+    data = (read_json(folder.path / "provenance.json", {}).get("data") or {})
+    if not axolotl_config.get("dataset_prepared_path") or not data:
+        return None
+    return axolotl_config, prepared_key(axolotl_config, {split: d.get("sha256") for split, d in data.items()})
+
+
+def _prepared_before(folder: RunFolder) -> dict[str, Any] | None:
+    """The record of an earlier preprocess with this run's data key, if its data is still there. axolotl's
+    preprocess command always tokenises again; its train command loads what is prepared (by its own hash)."""
+    from runner.cache import prepared_marker
+    from runner.records import read_json
+
+    keyed = _prepared_key(folder)
+    if keyed is None:
+        return None
+    record = read_json(prepared_marker(*keyed), None)
+    if not record or not record.get("datasets") or not all(Path(p).is_dir() for p in record["datasets"]):
+        return None
+    return record
+
+
+PREPARED = re.compile(r"(?:Unable to find prepared dataset in|Loading prepared dataset from disk at) (/\S+?)(?:\.\.\.)?$")
+
+
+def _record_prepared(folder: RunFolder) -> None:
+    """After preprocess: which of axolotl's prepared folders hold this data key's tokens (from its log)."""
+    from runner.cache import prepared_marker
+
+    keyed = _prepared_key(folder)
+    log = folder.log_file("preprocess")
+    if keyed is None or not log.is_file():
+        return
+    datasets = sorted({m.group(1) for line in log.read_text(errors="replace").splitlines() if (m := PREPARED.search(line))})
+    if datasets and all(Path(p).is_dir() for p in datasets):
+        write_json(prepared_marker(*keyed), {"run_id": folder.run_id, "path": str(keyed[0]["dataset_prepared_path"]),
+                                             "datasets": datasets})
+
+
+def _after_earlier_attempts(folder: RunFolder, records: list[dict]) -> list[dict]:
+    """A resumed train logs from its checkpoint on: keep what the earlier attempt logged before that."""
+    from runner.records import read_json
+
+    earlier = read_json(folder.path / "logs" / "train_history.json", [])
+    start = records[0].get("epoch")
+    if not earlier or not isinstance(start, (int, float)):
+        return records
+    return [r for r in earlier if isinstance(r.get("epoch"), (int, float)) and r["epoch"] < start] + records
 
 
 def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[str, str] | None = None,

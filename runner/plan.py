@@ -27,6 +27,7 @@ class Job:
     data: dict[str, DataFile]                      # "train" and, when there is one, "test"
     placement: Placement                           # where it runs: backend.name, or what `auto` chose
     launch: dict[str, Any] | None = None           # which launcher, sweep and job number (runner/sweeps.py)
+    cache_key: str | None = None                   # runner/cache.py: same key, same result
 
     @property
     def overrides(self) -> list[str]:
@@ -48,7 +49,7 @@ class Job:
         for key in DERIVED:   # settled when the job was planned; paths do not change them
             if key in self.config:
                 config[key] = self.config[key]
-        return Job(self.composed, config, self.compute, self.data, self.placement, self.launch)
+        return Job(self.composed, config, self.compute, self.data, self.placement, self.launch, self.cache_key)
 
 
 def plan_job(overrides: JobOverrides) -> Job:
@@ -69,6 +70,7 @@ def plan_composed(composed: ComposedJob) -> Job:
     _resolve_settings(config, longest)
     validate.check_axolotl_keys(split_config(config)[1])
     validate.check_combination(config, choices)
+    validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)
     avg_chars = _average_record_chars(data["train"])
     return Job(composed, config, compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason), data, placement)

@@ -71,3 +71,10 @@ def eval_metric(metrics: dict[str, Any]) -> str:
                 return f"{key} {source[key]:.3f}"
     last = (metrics.get("eval_loss") or {}).get("last")
     return f"eval_loss {last:.3f}" if isinstance(last, (int, float)) else "-"
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, a rule under the headers."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([line.format(*headers), line.format(*("-" * w for w in widths)), *(line.format(*r) for r in rows)])

@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import platform
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +39,7 @@ def records(job: Job) -> dict[str, Any]:
         "composed.yaml": job.config,
         "job.json": {"run_id": run_id, "created": now(), "overrides": job.overrides, "choices": job.choices,
                      "compute": dataclasses.asdict(job.compute), "objective": job.config.get("objective"),
-                     "launch": job.launch or {}},
+                     "launch": job.launch or {}, "cache_key": job.cache_key},
         "provenance.json": provenance.collect(axolotl_config, data, job.composed.config_sources, job.choices),
         "status.json": {"run_id": run_id, "state": "pending",
                         "stages": {s: {"state": "pending" if enabled.get(s, True) else "skipped"} for s in STAGES}},
@@ -128,7 +130,8 @@ class RunFolder:
             entry["started"] = now()
             entry["log"] = str(self.log_file(stage).relative_to(self.path))
             status["state"] = "running"
-        elif state in ("succeeded", "failed", "skipped"):
+            status["process"] = {"pid": os.getpid(), "host": platform.node()}
+        elif state in ("succeeded", "failed", "skipped", "interrupted"):
             entry["ended"] = now()
         entry.update(extra)
         write_json(self.path / "status.json", status)
@@ -136,8 +139,11 @@ class RunFolder:
     def set_state(self, state: str, **extra: Any) -> None:
         status = self.status()
         status["state"] = state
+        if state in ("running", "succeeded"):   # what an earlier attempt left (a resumed run that now succeeds)
+            for stale in ("failed_stage", "interrupted_stage", "error"):
+                status.pop(stale, None)
         status.update(extra)
-        if state in ("succeeded", "failed"):
+        if state in ("succeeded", "failed", "interrupted"):
             status["ended"] = now()
         write_json(self.path / "status.json", status)
 

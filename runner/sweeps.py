@@ -62,33 +62,44 @@ def where(launch: dict[str, Any], job: dict[str, Any]) -> str:
 
 
 def sweep_rows(runs_root: Path, sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per run of this sweep, in job order."""
-    from runner.backends.modal_records import gpu_usage
-    from runner.report import eval_metric
-
+    """One row per job of this sweep, in job order."""
     sweep_dir = Path(sweep_dir).resolve()
     rows = []
+    # jobs an earlier run had done already (runner/cache.py): that run, in this job's place
+    for marker in sorted((sweep_dir / "cached").glob("*.json")):
+        cached = read_json(marker, {})
+        folder = Path(runs_root) / str(cached.get("run_id"))
+        if (folder / "job.json").is_file():
+            rows.append(_row(folder, read_json(folder / "job.json", {}), cached.get("job_num"),
+                             {"launcher": cached.get("launcher")}, cached=True))
     for path in sorted(Path(runs_root).glob("*/job.json")):
         job = read_json(path, {})
         launch = job.get("launch") or {}
         if launch.get("sweep_dir") != str(sweep_dir):
             continue
-        folder = path.parent
-        status, metrics = read_json(folder / "status.json", {}), read_json(folder / "metrics.json", {})
-        objective = job.get("objective") or {}
-        state = status.get("state", "unknown")
-        if state == "failed" and status.get("failed_stage"):
-            state = f"failed ({status['failed_stage']})"
-        gpu_hours, cost = gpu_usage(folder)
-        rows.append({
-            "job": launch.get("job_num"), "run_id": folder.name, "overrides": " ".join(job.get("overrides") or []),
-            "status": state, "loss": (metrics.get("train_loss") or {}).get("last"), "eval": eval_metric(metrics),
-            "objective": objective_value(metrics, objective.get("metric", "")) if state == "succeeded" else None,
-            "metric": objective.get("metric"), "direction": objective.get("direction"),
-            "launcher": launch.get("launcher"), "where": where(launch, job), "gpu_hours": gpu_hours, "cost": cost,
-        })
+        rows.append(_row(path.parent, job, launch.get("job_num"), launch))
     rows.sort(key=lambda r: (r["job"] is None, r["job"] or 0))
     return rows
+
+
+def _row(folder: Path, job: dict[str, Any], job_num: Any, launch: dict[str, Any], cached: bool = False) -> dict[str, Any]:
+    from runner.backends.modal_records import gpu_usage
+    from runner.report import eval_metric
+
+    status, metrics = read_json(folder / "status.json", {}), read_json(folder / "metrics.json", {})
+    objective = job.get("objective") or {}
+    state = status.get("state", "unknown")
+    if state == "failed" and status.get("failed_stage"):
+        state = f"failed ({status['failed_stage']})"
+    gpu_hours, cost = gpu_usage(folder)
+    return {
+        "job": job_num, "run_id": folder.name, "overrides": " ".join(job.get("overrides") or []),
+        "status": "cached" if cached and state == "succeeded" else state,
+        "loss": (metrics.get("train_loss") or {}).get("last"), "eval": eval_metric(metrics),
+        "objective": objective_value(metrics, objective.get("metric", "")) if state == "succeeded" else None,
+        "metric": objective.get("metric"), "direction": objective.get("direction"), "launcher": launch.get("launcher"),
+        "where": f"run {folder.name}" if cached else where(launch, job), "gpu_hours": gpu_hours, "cost": cost,
+    }
 
 
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -121,9 +132,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     body = [[("*" if r is top else "") + str(r["job"] if r["job"] is not None else ""), r["overrides"] or "(defaults)",
              r["status"], fmt(r["loss"]), r["eval"], fmt(r["objective"], 4), str(r["launcher"] or "-"), r["where"],
              fmt(r["gpu_hours"], 2), f"${r['cost']:.2f}" if r["cost"] is not None else "-"] for r in rows]
-    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    text = [line.format(*headers), line.format(*("-" * w for w in widths)), *(line.format(*row) for row in body)]
+    from runner.report import text_table
+
+    text = [text_table(headers, body)]
     if top:
         text.append(f"* best: job {top['job']}, run {top['run_id']}, {top['metric']} = {top['objective']:.4f}")
     return "\n".join(text)

@@ -129,6 +129,20 @@ def check_combination(config: dict[str, Any], choices: dict[str, str | None]) ->
         raise UserError(f"adapter=qlora with deepspeed={choices.get('deepspeed')} is not supported by this runner: use deepspeed=none or zero2")
 
 
+TRACKER_PACKAGES = {"use_mlflow": ("mlflow", "tracking=mlflow", "mlflow-skinny"), "wandb_project": ("wandb", "tracking=wandb", "wandb")}
+
+
+def check_tracker_installed(config: dict[str, Any], backend: str) -> None:
+    """A tracker the job logs to must be importable where the stages run (Modal's image has both)."""
+    import importlib.util
+
+    if backend == "modal":
+        return
+    for key, (module, choice, package) in TRACKER_PACKAGES.items():
+        if config.get(key) and importlib.util.find_spec(module) is None:
+            raise UserError(f"{choice} needs the {module} package on this machine: pip install {package} (or tracking=none)")
+
+
 def _multi_gpu_hint(gpu_name: str | None) -> str:
     """The multi-GPU option of the same card where the gpu group has one."""
     return {"a100": "a100x2", "h100": "h100x2", "h200": "h200x8"}.get(gpu_name or "", "h100x2")

@@ -40,6 +40,13 @@ def test_auto_picks_vllm_only_when_installed_and_a_gpu_is_present(monkeypatch, v
     assert choose_engine("transformers") == "transformers"
 
 
+def test_auto_leaves_vllm_out_when_its_start_would_cost_more_than_it_saves(monkeypatch):
+    availability(monkeypatch, True, True)
+    assert choose_engine("auto", prompts=200) == "transformers"
+    assert choose_engine("auto", prompts=generate.VLLM_MIN_PROMPTS) == "vllm"
+    assert choose_engine("vllm", prompts=200) == "vllm"   # asked for by name: always
+
+
 def test_asking_for_vllm_where_it_cannot_run_is_a_user_error(monkeypatch):
     availability(monkeypatch, False, True)
     with pytest.raises(UserError, match="vllm is not installed"):

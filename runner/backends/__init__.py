@@ -41,12 +41,45 @@ def dry_run(jobs: list[Job]) -> int:
 
 
 def run_jobs(jobs: list[Job]) -> list[Outcome]:
-    """Run every job where it was placed (dry runs are printed instead, by the caller)."""
+    """Run every job where it was placed, but for those an earlier run already did (runner/cache.py); dry
+    runs are printed instead, by the caller."""
     check_one_backend(jobs)
-    if jobs[0].placement.backend == "modal":
-        from runner.backends import modal_launcher
+    outcomes: dict[int, Outcome] = {}
+    todo = []
+    for index, job in enumerate(jobs):
+        cached = _cached(job, index, len(jobs))
+        if cached:
+            outcomes[index] = cached
+        else:
+            todo.append(index)
+    if todo:
+        if jobs[0].placement.backend == "modal":
+            from runner.backends import modal_launcher as backend
+        else:
+            from runner.backends import local as backend   # local, and a Slurm job on its node
+        outcomes.update(zip(todo, backend.run_jobs([jobs[i] for i in todo])))
+    return [outcomes[i] for i in range(len(jobs))]
 
-        return modal_launcher.run_jobs(jobs)
-    from runner.backends import local   # local, and a Slurm job on its node
 
-    return local.run_jobs(jobs)
+def _cached(job: Job, index: int, total: int) -> Outcome | None:
+    """An earlier succeeded run of this very job (same config, data and code), unless rerun=true."""
+    import sys
+    from pathlib import Path
+
+    from runner.cache import find_run, job_key
+    from runner.records import read_json, write_json
+
+    job.cache_key = job_key(job)
+    if job.config.get("rerun"):
+        return None
+    hit = find_run(Path(job.config["run_dir"]).parent, job.cache_key)
+    if hit is None:
+        return None
+    print(f"[{index + 1}/{total}] cached: run {hit.name} succeeded with the same config, data and code "
+          f"({' '.join(job.overrides) or 'defaults'}); rerun=true runs it again", file=sys.stderr)
+    launch = job.launch or {}
+    if launch.get("sweep_dir"):   # the sweep's table shows the earlier run in this job's place
+        write_json(Path(launch["sweep_dir"]) / "cached" / f"{launch.get('job_num')}.json",
+                   {"run_id": hit.name, "job_num": launch.get("job_num"), "overrides": job.overrides,
+                    "launcher": launch.get("launcher")})
+    return Outcome(hit, "succeeded", read_json(hit / "metrics.json", {}), job.overrides, cached=True)

@@ -13,3 +13,4 @@ class Outcome:
     state: str                             # succeeded | failed | submitted (Modal, detached)
     metrics: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
+    cached: bool = False                   # not run: an earlier run with the same cache key (runner/cache.py)

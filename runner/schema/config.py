@@ -19,6 +19,7 @@ from runner.schema import backend, dataset, evals, gpu, model, objective, stages
 SCALARS: dict[str, tuple[type, str]] = {
     "dry_run": (bool, "print the composed axolotl config and the compute spec, run nothing"),
     "detach": (bool, "Modal: submit and return at once with the run ids"),
+    "rerun": (bool, "run a job again even when a run with the same config, data and code succeeded"),
     "runs_root": (str, "where run folders are created"),
     "cache_dir": (str, "base models (Hugging Face hub cache) and the tiny model"),
     "run_name": (str, "optional label appended to the run id"),

@@ -47,7 +47,7 @@ def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         record = {"split": None, "n": 0, "note": "no held-out data: set dataset.test_path or val_set_size"}
         RunFolder(Path(run_dir)).update_metrics(eval=record)
         return record
-    engine = generate.choose_engine(settings.engine) if split.generates else None
+    engine = generate.choose_engine(settings.engine, split.size) if split.generates else None
     variants = {"tuned": models.tuned_model(run_dir, config)}
     if settings.base:
         variants = {"base": models.base_model(config), **variants}
@@ -55,7 +55,10 @@ def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for variant, ref in variants.items():
         print(f"eval: {variant} model {ref.describe()}", flush=True)
-        results[variant] = figures = _evaluate_model(Path(run_dir), variant, ref, split, settings, engine)
+        if variant == "base":
+            results[variant] = figures = _base_figures(Path(run_dir), config, ref, split, settings, engine)
+        else:
+            results[variant] = figures = _evaluate_model(Path(run_dir), variant, ref, split, settings, engine)
         print(f"eval: {variant} " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
 
     record = {"split": split.name, "n": split.size, "engine": engine, **results,
@@ -64,6 +67,36 @@ def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         record["max_new_tokens"] = settings.max_new_tokens
     RunFolder(Path(run_dir)).update_metrics(eval=record, summary_lines=summary_lines(record))
     return record
+
+
+def _base_figures(run_dir: Path, config: dict[str, Any], ref: generate.ModelRef, split: HeldOut,
+                  settings: EvalSettings, engine: str | None) -> dict[str, Any]:
+    """The base model scores the same for every job of a sweep: once, then from <runs_root>/_eval_cache."""
+    import shutil
+
+    from runner.cache import base_eval_key, digest, eval_cache_dir
+    from runner.records import read_json, write_json
+
+    cache = eval_cache_dir(config, base_eval_key(config, ref, engine, settings, digest([split.name, split.records])))
+    predictions = Path(run_dir) / "eval" / "predictions-base.jsonl"
+    if (cache / "figures.json").is_file():
+        figures = read_json(cache / "figures.json")
+        if (cache / predictions.name).is_file():
+            predictions.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(cache / predictions.name, predictions)
+        print(f"eval: base figures reused from run {figures.get('cached_from')} ({cache})", flush=True)
+        return figures
+    figures = _evaluate_model(run_dir, "base", ref, split, settings, engine)
+    staging = cache.with_name(cache.name + f".{run_dir.name}")
+    staging.mkdir(parents=True, exist_ok=True)
+    if predictions.is_file():
+        shutil.copy(predictions, staging / predictions.name)
+    write_json(staging / "figures.json", {**figures, "cached_from": run_dir.name})
+    try:
+        staging.rename(cache)   # another job may have put it there first: then theirs stays
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+    return figures
 
 
 @dataclass

@@ -63,25 +63,38 @@ def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] |
         log.flush()
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    env={**os.environ, **(env or {})}, cwd=cwd)
-        assert process.stdout is not None
-        pending = b""
-        while True:
-            chunk = process.stdout.read1(65536) if hasattr(process.stdout, "read1") else process.stdout.read(4096)
-            if not chunk:
-                break
-            log.write(chunk)
-            log.flush()
-            pending += chunk
-            # tqdm redraws with \r; split on both so progress updates arrive as they happen
-            *lines, pending = re.split(rb"[\r\n]", pending)
-            for raw in lines:
-                _handle_line(raw.decode(errors="replace"), progress, output, tail)
-        if pending:
-            _handle_line(pending.decode(errors="replace"), progress, output, tail)
+        try:
+            _follow(process, log, progress, output, tail)
+        except KeyboardInterrupt:   # stop the stage's process too (it may not share our Ctrl-C)
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
         output.returncode = process.wait()
     output.tail = list(tail)
     progress.done("ok" if output.returncode == 0 else f"failed (exit {output.returncode})")
     return output
+
+
+def _follow(process: subprocess.Popen, log, progress: StageProgress, output: StageOutput, tail: deque[str]) -> None:
+    """Copy the stage's output to its log as it comes, feeding the progress line and the metric records."""
+    assert process.stdout is not None
+    pending = b""
+    while True:
+        chunk = process.stdout.read1(65536) if hasattr(process.stdout, "read1") else process.stdout.read(4096)
+        if not chunk:
+            break
+        log.write(chunk)
+        log.flush()
+        pending += chunk
+        # tqdm redraws with \r; split on both so progress updates arrive as they happen
+        *lines, pending = re.split(rb"[\r\n]", pending)
+        for raw in lines:
+            _handle_line(raw.decode(errors="replace"), progress, output, tail)
+    if pending:
+        _handle_line(pending.decode(errors="replace"), progress, output, tail)
 
 
 def _handle_line(line: str, progress: StageProgress, output: StageOutput, tail: deque[str]) -> None:

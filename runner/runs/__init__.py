@@ -1,8 +1,11 @@
-"""`python -m runner.runs list | show RUN | sync [RUN ...]` — the runs under a runs root, local or Modal.
+"""`python -m runner.runs COMMAND`: the runs under a runs root, local or Modal.
 
-  list   one line per run: id, state, backend, model/adapter/gpu, train loss, eval, GPU-hours, cost
-  show   one run: its overrides, stages, metrics and where its files are
-  sync   copy Modal runs' records and logs back from the runs Volume (all unfinished runs, or those named)
+  list      one line per run: id, state, backend, model/adapter/gpu, train loss, eval, GPU-hours, cost
+  show      one run: its overrides, stages, metrics and where its files are
+  sync      copy Modal runs' records and logs back from the runs Volume (all unfinished runs, or those named)
+  compare   only the settings that differ between runs, then their results side by side (compare.py)
+  report    an HTML page with PNG charts of runs or sweeps: losses, metrics vs parameters, time, cost (reportpage.py)
+  resume    continue a failed or interrupted run in its own folder; rerun: the same job anew (again.py)
 """
 
 from __future__ import annotations
@@ -12,37 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from runner.backends.modal_records import FINAL_STATES, gpu_usage, modal_record, pull_run
-from runner.errors import UserError, did_you_mean, unknown
+from runner.errors import UserError, report, unknown
 from runner.records import read_json
-from runner.report import eval_metric, loss_line
+from runner.report import eval_metric, loss_line, text_table
 from runner.runfolder import RunFolder
+from runner.runs.lookup import find_run, run_folders
 
-USAGE = """usage: python -m runner.runs [--runs-root DIR] list | show RUN | sync [RUN ...]
+USAGE = """usage: python -m runner.runs [--runs-root DIR] COMMAND
 
-  list          every run under the runs root (default ./runs), newest last
-  show RUN      one run's overrides, stages, metrics and files (RUN: its id, or a unique prefix)
-  sync [RUN]    copy Modal runs' status, metrics, configs and logs back from the runs Volume
+  list                 every run under the runs root (default ./runs), newest last
+  show RUN             one run's overrides, stages, metrics and files (RUN: its id, or a unique prefix)
+  sync [RUN ...]       copy Modal runs' status, metrics, configs and logs back from the runs Volume
+  compare RUN RUN ...  the settings that differ, then train/eval loss, accuracy, GPU-hours, cost side by side
+  report [RUN|SWEEP ...] [--out DIR]
+                       one HTML page with PNG charts (loss curves, eval figures vs swept parameters, base vs
+                       tuned, time and cost); SWEEP: a folder under <runs root>/_sweeps; none named: all runs
+  resume RUN           continue a failed or interrupted run from its first unfinished stage, in its folder
+  rerun RUN            the same job again from its records, in a new run folder
 """
-
-
-def run_folders(root: Path) -> list[RunFolder]:
-    if not root.is_dir():
-        return []
-    return [RunFolder(p) for p in sorted(root.iterdir()) if (p / "job.json").is_file()]
-
-
-def find_run(root: Path, name: str) -> RunFolder:
-    folders = run_folders(root)
-    ids = [f.run_id for f in folders]
-    matches = [f for f in folders if f.run_id == name] or [f for f in folders if f.run_id.startswith(name)]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise UserError(f"run '{name}' is ambiguous: {', '.join(f.run_id for f in matches[:5])}")
-    if not ids:
-        raise UserError(f"no runs under {root} (set --runs-root DIR)")
-    hint = did_you_mean(name, ids) or " (see `python -m runner.runs list`)"
-    raise UserError(f"no run '{name}' under {root}{hint}")
 
 
 def backend_of(folder: RunFolder) -> str:
@@ -68,10 +58,7 @@ def summary_row(folder: RunFolder) -> list[str]:
 
 
 def table(rows: list[list[str]]) -> str:
-    headers = ["run", "state", "backend", "model/adapter/gpu", "train loss", "eval", "GPU-h", "cost"]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows])
+    return text_table(["run", "state", "backend", "model/adapter/gpu", "train loss", "eval", "GPU-h", "cost"], rows)
 
 
 def list_runs(root: Path) -> str:
@@ -96,6 +83,10 @@ def show_run(folder: RunFolder) -> str:
     if gpu_hours is not None:
         lines.append(f"  GPU-hours   {gpu_hours:.2f}" + (f"  (~${cost:.2f})" if cost is not None else ""))
     lines.append(f"  records     {folder.path}  (config.yml, metrics.json, logs/)")
+    from runner.tracking import where
+
+    if where(folder):
+        lines.append(f"  tracking    {where(folder)}")
     record = modal_record(folder.path)
     if record:
         lines.append(f"  weights     runs Volume '{record.get('runs_volume')}': /{folder.run_id}/outputs "
@@ -164,15 +155,27 @@ def main(argv: list[str] | None = None) -> int:
             print(show_run(find_run(root, rest[0])))
         elif command == "sync":
             print(sync(root, rest))
-        elif command in ("list", "show"):
-            raise UserError(f"usage: python -m runner.runs {command}" + (" RUN" if command == "show" else ""))
+        elif command == "compare" and len(rest) >= 2:
+            from runner.runs.compare import compare
+
+            print(compare([find_run(root, name) for name in rest]))
+        elif command == "report":
+            from runner.runs.reportpage import report as write_report
+
+            print(write_report(root, rest))
+        elif command in ("resume", "rerun") and len(rest) == 1:
+            from runner.runs import again
+
+            return getattr(again, command)(find_run(root, rest[0]))
+        elif command in COMMANDS:
+            raise UserError(f"usage: python -m runner.runs {command} {COMMANDS[command]}".rstrip())
         else:
-            raise unknown("command", command, ["list", "show", "sync"])
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+            raise unknown("command", command, COMMANDS)
+    except (UserError, KeyboardInterrupt) as e:
+        return report(e)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+COMMANDS = {"list": "", "show": "RUN", "sync": "[RUN ...]", "compare": "RUN RUN [RUN ...]", "report": "[RUN|SWEEP ...] [--out DIR]",
+            "resume": "RUN", "rerun": "RUN"}
+

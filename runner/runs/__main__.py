@@ -1,0 +1,5 @@
+import sys
+
+from runner.runs import main
+
+sys.exit(main())
