@@ -66,6 +66,9 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
             print(f"  {label + ' ' if label else ''}{stage:<10}  reused: tokenised by run {reused['run_id']} "
                   f"({reused['path']})", file=sys.stderr, flush=True)
             return StageResult(stage, "reused")
+    if stage == "train":   # a retried or resumed train must not pick a checkpoint cut off by a kill
+        for name in folder.set_aside_incomplete_checkpoints():
+            print(f"  set aside {name}: the run stopped while it was being written", file=sys.stderr, flush=True)
     folder.set_stage(stage, "running")   # with this process's id and host: `runs resume` checks it has gone
     try:
         tracker_vars = tracking.before_stage(folder, config, stage)

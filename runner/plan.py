@@ -16,7 +16,7 @@ from runner.settings import split_config
 
 # What planning derives from the composed config (runner/validate.py: `auto` memory settings, save/eval
 # schedules); a run's resolution takes them over instead of deriving them again.
-DERIVED = ("micro_batch_size", "gradient_checkpointing", "saves_per_epoch", "evals_per_epoch")
+DERIVED = ("micro_batch_size", "gradient_checkpointing", "saves_per_epoch", "evals_per_epoch", "dataset_num_proc")
 
 
 @dataclass
@@ -68,6 +68,7 @@ def plan_composed(composed: ComposedJob) -> Job:
         data["test"] = check_data_file(config["dataset"]["test_path"], config["dataset"]["format"])
     longest = data["train"].longest_record_chars
     _resolve_settings(config, longest)
+    validate.resolve_data_processes(config, data["train"].records)
     validate.check_axolotl_keys(split_config(config)[1])
     validate.check_combination(config, choices)
     validate.check_tracker_installed(config, placement.backend)

@@ -95,6 +95,18 @@ class RunFolder:
     def merged(self) -> Path:
         return self.outputs / "merged"
 
+    def set_aside_incomplete_checkpoints(self) -> list[str]:
+        """A run killed while saving leaves `checkpoint-N/` without its trainer state or weights (axolotl
+        writes tokens_state.json there before the trainer saves), and axolotl's auto-resume would pick it
+        and fail. Such folders become `incomplete-checkpoint-N/`: train resumes from the last whole one."""
+        moved = []
+        for checkpoint in sorted(self.outputs.glob("checkpoint-*")):
+            whole = (checkpoint / "trainer_state.json").is_file() and any(checkpoint.glob("*.safetensors"))
+            if checkpoint.is_dir() and not whole:
+                checkpoint.rename(checkpoint.with_name(f"incomplete-{checkpoint.name}"))
+                moved.append(checkpoint.name)
+        return moved
+
     def log_file(self, stage: str) -> Path:
         return self.path / "logs" / f"{stage}.log"
 

@@ -192,6 +192,18 @@ def resolve_schedules(config: dict[str, Any]) -> None:
             config[per_epoch] = None
 
 
+# Below this many training records the data is tokenised in the stage's own process: datasets 4 starts a
+# spawned pool even for num_proc=1, and each worker imports torch and axolotl again before its first row
+# (3 000 records: preprocess 58 s with 1, 16 s with 0 on this machine's 2 cores; bench/RESULTS.md §9).
+IN_PROCESS_RECORDS = 50_000
+
+
+def resolve_data_processes(config: dict[str, Any], records: int) -> None:
+    """`dataset_num_proc: auto`: 0 (no worker processes) for small data, else axolotl's default (all CPUs)."""
+    if config.get("dataset_num_proc") == "auto":
+        config["dataset_num_proc"] = 0 if records < IN_PROCESS_RECORDS else None
+
+
 def resolve_memory_settings(config: dict[str, Any], longest_record_chars: int | None = None) -> None:
     """Fill in `micro_batch_size: auto` and `gradient_checkpointing: auto` from the memory model.
 

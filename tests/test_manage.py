@@ -148,3 +148,17 @@ def test_ctrl_c_leaves_the_run_interrupted(tmp_path):
     status = json.loads((run / "status.json").read_text())
     assert (status["state"], status["interrupted_stage"], status["stages"]["train"]["state"]) == (
         "interrupted", "train", "interrupted")
+
+
+def test_a_checkpoint_cut_off_by_a_kill_is_set_aside_before_resuming(tmp_path):
+    from runner.runfolder import RunFolder
+
+    (tmp_path / "outputs").mkdir()
+    whole, cut = tmp_path / "outputs" / "checkpoint-4", tmp_path / "outputs" / "checkpoint-8"
+    whole.mkdir()
+    (whole / "trainer_state.json").write_text("{}")
+    (whole / "adapter_model.safetensors").write_bytes(b"x")
+    cut.mkdir()
+    (cut / "tokens_state.json").write_text("{}")   # what axolotl writes before the trainer saves
+    assert RunFolder(tmp_path).set_aside_incomplete_checkpoints() == ["checkpoint-8"]
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["checkpoint-4", "incomplete-checkpoint-8"]

@@ -50,6 +50,9 @@ def resume(folder: RunFolder) -> int:
     if still_running(status):
         raise UserError(f"run {folder.run_id} is still running (process {status['process']['pid']}): nothing to resume")
     stages = tuple(s for s in STAGES if status.get("stages", {}).get(s, {}).get("state") not in DONE)
+    if "train" in stages:   # the train stage sets them aside too; done here so the line below names the right one
+        for name in folder.set_aside_incomplete_checkpoints():
+            print(f"set aside {name}: the run stopped while it was being written", file=sys.stderr)
     checkpoints = sorted(folder.outputs.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     where = f", train from {checkpoints[-1].name}" if checkpoints and "train" in stages else ""
     print(f"resuming run {folder.run_id} ({status.get('state')}) at stage {stages[0]}{where}", file=sys.stderr)

@@ -89,11 +89,13 @@ def labels(folders: list[RunFolder], params: dict[str, list[str | None]]) -> lis
 
 
 def _number(text: str | None) -> float | None:
-    try:
-        value = yaml.safe_load(text) if text is not None else None
-    except yaml.YAMLError:
+    """An override's value as a number (`5e-05` too, which YAML 1.1 reads as a string), else None."""
+    if text is None or str(text).strip().lower() in ("true", "false", "nan", "inf", "-inf"):
         return None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    try:
+        return float(str(text))
+    except ValueError:
+        return None
 
 
 def eval_figures(folder: RunFolder, side: str) -> dict[str, float]:
@@ -150,37 +152,39 @@ def loss_chart(folders: list[RunFolder], names: list[str], path: Path) -> Path |
 
 
 def params_chart(folders: list[RunFolder], params: dict[str, list[str | None]], path: Path) -> Path | None:
-    """One row per swept parameter, one column per eval metric that differs between the runs."""
+    """One panel per swept parameter and eval metric that differs between the runs, two to a row."""
     tuned = [eval_figures(f, "tuned") for f in folders]
     metrics = [m for m in EVAL_METRICS if len({round(t[m], 9) for t in tuned if m in t}) > 1]
     swept = {k: v for k, v in params.items() if any(x is not None for x in v)}
     if not metrics or not swept:
         return None
-    plt, fig = _figure(max(6.0, 3.3 * len(metrics)), 2.9 * len(swept) + 0.6)
+    panels = [(param, values, metric) for param, values in swept.items() for metric in metrics]
+    columns = 1 if len(panels) == 1 else 2
+    rows = -(-len(panels) // columns)
+    plt, fig = _figure(4.2 * columns, 3.0 * rows + 0.5)
     from matplotlib.ticker import ScalarFormatter
 
-    for row, (param, values) in enumerate(swept.items()):
-        for col, metric in enumerate(metrics):
-            ax = fig.add_subplot(len(swept), len(metrics), row * len(metrics) + col + 1)
-            points = [(v, t[metric]) for v, t in zip(values, tuned) if v is not None and metric in t]
-            if all(_number(v) is not None for v, _ in points):
-                points.sort(key=lambda p: _number(p[0]))
-                xs = [_number(v) for v, _ in points]
-                ax.plot(xs, [y for _, y in points], marker="o")
-                if len(set(xs)) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 10:
-                    ax.set_xscale("log")
-                    ax.xaxis.set_major_formatter(ScalarFormatter())
-                    ax.xaxis.set_minor_formatter(ScalarFormatter())
-                    ax.set_xticks(sorted(set(xs)), [str(v) for v in sorted({v for v, _ in points}, key=_number)])
-                    ax.minorticks_off()
-            else:
-                cats = list(dict.fromkeys(v for v, _ in points))
-                ax.scatter([cats.index(v) for v, _ in points], [y for _, y in points])
-                ax.set_xticks(range(len(cats)), cats, rotation=20, fontsize=7)
-            ax.tick_params(labelsize=7)
-            ax.set_xlabel(param, fontsize=8)
-            ax.set_title(EVAL_METRICS[metric], fontsize=9)
-            ax.grid(alpha=0.3)
+    for index, (param, values, metric) in enumerate(panels):
+        ax = fig.add_subplot(rows, columns, index + 1)
+        points = [(v, t[metric]) for v, t in zip(values, tuned) if v is not None and metric in t]
+        if all(_number(v) is not None for v, _ in points):
+            points.sort(key=lambda p: _number(p[0]))
+            xs = [_number(v) for v, _ in points]
+            ax.plot(xs, [y for _, y in points], marker="o")
+            if len(set(xs)) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 10:
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(ScalarFormatter())
+                ax.xaxis.set_minor_formatter(ScalarFormatter())
+                ax.set_xticks(sorted(set(xs)), [str(v) for v in sorted({v for v, _ in points}, key=_number)])
+                ax.minorticks_off()
+        else:
+            cats = list(dict.fromkeys(v for v, _ in points))
+            ax.scatter([cats.index(v) for v, _ in points], [y for _, y in points])
+            ax.set_xticks(range(len(cats)), cats, rotation=20, fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel(param, fontsize=8)
+        ax.set_title(EVAL_METRICS[metric], fontsize=9)
+        ax.grid(alpha=0.3)
     fig.suptitle("Tuned model's eval figures against each swept parameter", fontsize=10)
     return _save(plt, fig, path)
 

@@ -28,5 +28,5 @@ AXOLOTL_RANGES: dict[str, Range] = {
     "evals_per_epoch": at_least(1, allow=OPTIONAL),
     "save_total_limit": at_least(1, allow=OPTIONAL),
     "val_set_size": Range(0, allow=OPTIONAL),
-    "dataset_num_proc": at_least(1, allow=OPTIONAL),
+    "dataset_num_proc": at_least(0, allow=(None, "auto")),   # 0: in the stage's own process
 }

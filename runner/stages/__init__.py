@@ -23,6 +23,10 @@ def stage_env(config: dict[str, Any], offline: bool = True) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")) if p),
     }
+    if config.get("dataset_num_proc") == 0:
+        # axolotl saves prepared data with `dataset_num_proc or <its default process count>`: 0 would mean
+        # every CPU; its default count comes from this variable, so the save stays in-process too
+        env["AXOLOTL_DATASET_NUM_PROC"] = "0"
     if offline:
         # prepare has fetched the model: later stages must not reach for the network (or stall offline)
         env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
