@@ -56,7 +56,7 @@ def main() -> int:
     from runner.backends.modal_sweep import run_sweep
     from runner.compose import expand_overrides
     from runner.plan import plan_job
-    from runner.records import read_json
+    from runner.records import read_json, stage_seconds
     from runner.runfolder import new_run_id
 
     overrides = ["backend=modal", *([f"base_model={args.base_model}"] if args.base_model else []), *args.overrides]
@@ -95,8 +95,8 @@ def main() -> int:
     stages = {}
     for stage, entry in status.get("stages", {}).items():
         row = {"state": entry.get("state"), "local_call_s": calls.get(stage)}
-        if entry.get("started") and entry.get("ended"):
-            row["stage_s"] = (datetime.fromisoformat(entry["ended"]) - datetime.fromisoformat(entry["started"])).total_seconds()
+        if stage_seconds(entry) is not None:
+            row["stage_s"] = stage_seconds(entry)
         stages[stage] = row
     eval_record = metrics.get("eval") or {}
     report = {

@@ -23,18 +23,12 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def stage_seconds(status: dict) -> dict[str, float]:
-    out = {}
-    for stage, entry in (status.get("stages") or {}).items():
-        if entry.get("started") and entry.get("ended"):
-            out[stage] = (datetime.fromisoformat(entry["ended"]) - datetime.fromisoformat(entry["started"])).total_seconds()
-    return out
+from runner.records import stage_seconds  # noqa: E402
 
 
 def train_figures(run: Path) -> dict:
@@ -67,7 +61,7 @@ def one(name: str, overrides: list[str], runs_root: Path, timeout: float) -> dic
         status = json.loads((run / "status.json").read_text())
         metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
         line.update(run_id=run.name, state=status.get("state"),
-                    stages={k: round(v, 1) for k, v in stage_seconds(status).items()},
+                    stages={k: round(s, 1) for k, e in status["stages"].items() if (s := stage_seconds(e)) is not None},
                     preprocess=("reused" if (status["stages"].get("preprocess") or {}).get("reused") else "ran"),
                     train=train_figures(run),
                     eval={k: v for k, v in (metrics.get("eval") or {}).items() if k in ("engine", "seconds", "n", "base", "tuned")})

@@ -11,6 +11,27 @@ from typing import Any
 import yaml
 
 
+def stage_seconds(entry: dict[str, Any]) -> float | None:
+    """Wall seconds of one status.json stage entry (started → ended), or None while it has not ended."""
+    from datetime import datetime
+
+    try:
+        started, ended = datetime.fromisoformat(entry["started"]), datetime.fromisoformat(entry["ended"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max((ended - started).total_seconds(), 0.0)
+
+
+def override_pairs(overrides: list[str] | None) -> dict[str, str]:
+    """`key=value` overrides as typed (`++lora_r=8`) → {"lora_r": "8"}; sweeps' and groups' alike."""
+    pairs = {}
+    for item in overrides or []:
+        key, sep, value = str(item).partition("=")
+        if sep:
+            pairs[key.lstrip("+~")] = value
+    return pairs
+
+
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

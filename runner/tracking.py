@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.records import read_json, write_json
+from runner.records import override_pairs, read_json, write_json
 from runner.runfolder import RunFolder
 
 RECORD = "tracking.json"
@@ -35,8 +35,7 @@ def tracker(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _tags(folder: RunFolder) -> dict[str, str]:
-    job = read_json(folder.path / "job.json", {})
+def _tags(folder: RunFolder, job: dict[str, Any]) -> dict[str, str]:
     tags = {"runner.run_id": folder.run_id, "runner.overrides": " ".join(job.get("overrides") or []) or "(defaults)"}
     tags.update({f"runner.{group}": str(choice) for group, choice in (job.get("choices") or {}).items() if choice})
     sweep = (job.get("launch") or {}).get("sweep_dir")
@@ -45,18 +44,11 @@ def _tags(folder: RunFolder) -> dict[str, str]:
     return tags
 
 
-def _params(folder: RunFolder) -> dict[str, str]:
-    job = read_json(folder.path / "job.json", {})
-    params = {"run_id": folder.run_id}
-    for item in job.get("overrides") or []:
-        key, sep, value = str(item).partition("=")
-        if sep:
-            params[f"override.{key.lstrip('+~')}"] = value[:500]
-    return params
+def _params(folder: RunFolder, job: dict[str, Any]) -> dict[str, str]:
+    return {"run_id": folder.run_id, **{f"override.{k}": v[:500] for k, v in override_pairs(job.get("overrides")).items()}}
 
 
-def _job_summary(folder: RunFolder) -> dict[str, Any]:
-    job = read_json(folder.path / "job.json", {})
+def _job_summary(folder: RunFolder, job: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": folder.run_id, "overrides": job.get("overrides") or [], "choices": job.get("choices") or {},
             "sweep": Path(str((job.get("launch") or {}).get("sweep_dir"))).name if (job.get("launch") or {}).get("sweep_dir") else None}
 
@@ -118,10 +110,11 @@ def _mlflow_start(folder: RunFolder, config: dict[str, Any]) -> dict[str, Any]:
             experiment_id = client.get_experiment_by_name(name).experiment_id
     else:
         experiment_id = experiment.experiment_id
+    job = read_json(folder.path / "job.json", {})
     run = client.create_run(experiment_id, run_name=str(config.get("mlflow_run_name") or folder.run_id),
-                            tags=_tags(folder))
+                            tags=_tags(folder, job))
     run_id = run.info.run_id
-    client.log_batch(run_id, params=[Param(k, v) for k, v in _params(folder).items()],
+    client.log_batch(run_id, params=[Param(k, v) for k, v in _params(folder, job).items()],
                      tags=[RunTag("mlflow.note.content", f"runner run {folder.run_id}: {folder.path}")])
     for file_name in ARTIFACTS:
         if (folder.path / file_name).is_file():
@@ -170,10 +163,11 @@ def _wandb_start(folder: RunFolder, config: dict[str, Any]) -> dict[str, Any]:
               "run_id": re.sub(r"[^a-zA-Z0-9_-]", "-", folder.run_id), "name": str(config.get("wandb_name") or folder.run_id),
               "mode": _wandb_mode(config), "dir": str(folder.path / "tracking")}
     Path(record["dir"]).mkdir(parents=True, exist_ok=True)
-    tags = _tags(folder)
+    job = read_json(folder.path / "job.json", {})
+    tags = _tags(folder, job)
     run = _wandb_run(record, group=tags.get("runner.sweep"),
                      tags=[f"{k.split('.', 1)[1]}={v}"[:64] for k, v in tags.items() if k not in ("runner.overrides", "runner.run_id")],
-                     config={"runner": _job_summary(folder), "composed": flatten(folder.composed())})
+                     config={"runner": _job_summary(folder, job), "composed": flatten(folder.composed())})
     artifact = wandb.Artifact(f"runner-config-{record['run_id']}", type="config",
                               description=f"runner run {folder.run_id}: composed config, axolotl config, job, provenance")
     for file_name in ARTIFACTS:

@@ -10,11 +10,10 @@ No `import modal` here: the Volume arrives as an object with Modal's `read_file`
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runner.records import read_json, write_json, write_text
+from runner.records import read_json, stage_seconds, write_json, write_text
 
 SMALL_FILES = ("status.json", "metrics.json", "job.json", "composed.yaml", "config.yml", "provenance.json")
 MODAL_RECORD = "modal.json"
@@ -71,11 +70,7 @@ def _gpu_count(gpu: str | None) -> int:
 
 
 def _hours(entry: dict[str, Any]) -> float:
-    try:
-        started, ended = datetime.fromisoformat(entry["started"]), datetime.fromisoformat(entry["ended"])
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-    return max((ended - started).total_seconds(), 0.0) / 3600
+    return (stage_seconds(entry) or 0.0) / 3600
 
 
 def gpu_usage(run_dir: Path) -> tuple[float | None, float | None]:

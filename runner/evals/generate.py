@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from runner.errors import UserError, unknown
-
-ENGINES = ("auto", "vllm", "transformers")
+from runner.schema.evals import ENGINES   # one list for the schema and the engines
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from runner.backends.modal_records import FINAL_STATES, gpu_usage, modal_record, pull_run
 from runner.errors import UserError, report, unknown
 from runner.records import read_json
-from runner.report import eval_metric, loss_line, text_table
+from runner.report import _fmt, eval_metric, loss_line, text_table
 from runner.runfolder import RunFolder
 from runner.runs.lookup import find_run, run_folders
 
@@ -38,10 +38,6 @@ USAGE = """usage: python -m runner.runs [--runs-root DIR] COMMAND
 def backend_of(folder: RunFolder) -> str:
     job = read_json(folder.path / "job.json", {})
     return (job.get("compute") or {}).get("backend") or ("modal" if modal_record(folder.path) else "local")
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
 def summary_row(folder: RunFolder) -> list[str]:

@@ -18,11 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from runner.backends.modal_records import gpu_usage
 from runner.errors import UserError
-from runner.records import read_json
+from runner.records import override_pairs, read_json, stage_seconds
 from runner.runfolder import RunFolder, now
 from runner.settings import STAGES
 
@@ -62,19 +60,9 @@ def resolve_targets(root: Path, names: list[str]) -> tuple[list[RunFolder], str,
     return unique, title, sweeps[0] if len(sweeps) == 1 and len(names) == 1 else None
 
 
-def _override_pairs(folder: RunFolder) -> dict[str, str]:
-    job = read_json(folder.path / "job.json", {})
-    pairs = {}
-    for item in job.get("overrides") or []:
-        key, sep, value = str(item).partition("=")
-        if sep:
-            pairs[key.lstrip("+~")] = value
-    return pairs
-
-
 def swept_parameters(folders: list[RunFolder]) -> dict[str, list[str | None]]:
     """Override keys whose value differs between the runs: name → each run's value (None: not set)."""
-    pairs = [_override_pairs(f) for f in folders]
+    pairs = [override_pairs(read_json(f.path / "job.json", {}).get("overrides")) for f in folders]
     keys = sorted(set().union(*pairs)) if pairs else []
     return {k: [p.get(k) for p in pairs] for k in keys if len({p.get(k) for p in pairs}) > 1}
 
@@ -103,13 +91,10 @@ def eval_figures(folder: RunFolder, side: str) -> dict[str, float]:
     return {k: float(record[k]) for k in EVAL_METRICS if isinstance(record.get(k), (int, float))}
 
 
-def stage_seconds(folder: RunFolder) -> dict[str, float]:
-    out = {}
-    for stage, entry in folder.status().get("stages", {}).items():
-        if entry.get("started") and entry.get("ended") and entry.get("state") != "skipped":
-            seconds = (datetime.fromisoformat(entry["ended"]) - datetime.fromisoformat(entry["started"])).total_seconds()
-            out[stage] = max(seconds, 0.0)
-    return out
+def stage_times(folder: RunFolder) -> dict[str, float]:
+    """Each ended stage's wall seconds (skipped stages left out)."""
+    stages = folder.status().get("stages", {}).items()
+    return {stage: s for stage, entry in stages if entry.get("state") != "skipped" and (s := stage_seconds(entry)) is not None}
 
 
 # -- charts -----------------------------------------------------------------------------------------
@@ -210,7 +195,7 @@ def base_vs_tuned_chart(folders: list[RunFolder], names: list[str], path: Path) 
 
 
 def time_cost_chart(folders: list[RunFolder], names: list[str], path: Path) -> Path | None:
-    seconds = [stage_seconds(f) for f in folders]
+    seconds = [stage_times(f) for f in folders]
     if not any(seconds):
         return None
     plt, fig = _figure(8, max(2.5, 0.5 * len(folders) + 1.5))
@@ -261,7 +246,7 @@ def run_rows(folders: list[RunFolder], names: list[str]) -> list[list[str]]:
         rows.append([html.escape(folder.run_id), html.escape(name), _cell(folder.status().get("state")),
                      _cell((metrics.get("train_loss") or {}).get("last")), _cell((metrics.get("eval_loss") or {}).get("last")),
                      pair("execution_accuracy"), pair("exact_match"),
-                     _cell(sum(stage_seconds(folder).values()) / 60, 1), _cell(gpu_hours, 2),
+                     _cell(sum(stage_times(folder).values()) / 60, 1), _cell(gpu_hours, 2),
                      f"${cost:.2f}" if cost is not None else "-"])
     return rows
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
-from runner.schema.ranges import Range, at_least, positive
+from runner.schema.ranges import at_least, positive
 
 ENGINES = ("auto", "vllm", "transformers")
 
