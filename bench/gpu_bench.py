@@ -58,6 +58,11 @@ def recipes(gpu: str) -> dict[str, list[str]]:
         "default_mb8": [f"gpu={gpu}", default_plugins, "micro_batch_size=8"],
         # gradient accumulation 2 on one GPU = the same samples per optimizer step as 2 GPUs × 1: loss parity
         "default_ga2": [f"gpu={gpu}", default_plugins, "gradient_accumulation_steps=2"],
+        # QLoRA: 4-bit base weights (MFU counts the logical parameters, not the packed bytes)
+        "qlora": [f"gpu={gpu}", default_plugins, "adapter=qlora"],
+        "seed_qlora": [f"gpu={gpu}", *SEED, "adapter=qlora"],
+        # full fine-tune: every weight trains, sharded over two GPUs (6N FLOPs a token in the MFU)
+        "full_zero3": [*two_gpus, "adapter=none", "deepspeed=zero3"],
         "ddp2": [*two_gpus, "deepspeed=none"],
         "zero1": [*two_gpus, "deepspeed=zero1"],
         "zero2": [*two_gpus, "deepspeed=zero2"],

@@ -12,9 +12,10 @@ Environment:
 Per optimizer step it counts the non-pad tokens (attention_mask != 0) and the trainable tokens
 (labels != -100) of every micro-batch, and takes the wall time between step ends after
 torch.cuda.synchronize(). MFU follows the project's formula:
-  tokens/s * (4*N + 12*L*s*d) / peak,
-N = base-model parameters (LoRA: forward 2N + input-gradient 2N, no weight gradient for the
-frozen base), L layers, d width, s = the padded row length (sequence_len when packing), so the
+  tokens/s * (4*N + 12*L*s*d) / peak   (6*N for a full fine-tune),
+N = base-model parameters, counted logically (a 4-bit QLoRA weight stores two values a byte and a
+ZeRO-3 rank holds a shard: both count the whole matrix), 4N for adapters (forward 2N + input-gradient
+2N, no weight gradient for the frozen base), 6N for a full fine-tune, L layers, d width, s = the padded row length (sequence_len when packing), so the
 attention term counts full causal rows even where varlen attention skips cross-document blocks.
 """
 
@@ -30,6 +31,17 @@ import torch
 from transformers import TrainerCallback
 
 from axolotl.integrations.base import BasePlugin
+
+
+def logical_numel(param: torch.Tensor) -> int:
+    """The values a parameter stands for: bitsandbytes' Params4bit packs two 4-bit values into each
+    stored byte (its quant_state keeps the real shape); a DeepSpeed ZeRO-3 parameter is a local shard
+    (ds_numel is the whole)."""
+    shape = getattr(getattr(param, "quant_state", None), "shape", None)
+    if shape is not None:
+        return int(torch.Size(shape).numel())
+    whole = getattr(param, "ds_numel", None)
+    return int(whole) if whole is not None else param.numel()
 
 
 def _sync() -> None:
@@ -115,8 +127,9 @@ class _ThroughputMeter(TrainerCallback):
         cfg = self.cfg
         cuda = torch.cuda.is_available()
         model = self.trainer.model
-        n_base = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        n_base = sum(logical_numel(p) for n, p in model.named_parameters() if "lora_" not in n)
+        n_train = sum(logical_numel(p) for p in model.parameters() if p.requires_grad)
+        linear = 4 if cfg.adapter else 6   # a full fine-tune also computes the weights' gradients
         mcfg = getattr(model, "config", None) or model.get_base_model().config
         layers, width = mcfg.num_hidden_layers, mcfg.hidden_size
         steps, ends = self.steps, self.step_ends
@@ -133,7 +146,7 @@ class _ThroughputMeter(TrainerCallback):
         total = sum(s[0] for s in measured) * world
         trainable = sum(s[1] for s in measured) * world
         examples = sum(s[3] for s in measured) * world
-        flops = world * sum(s[0] * (4 * n_base + 12 * layers * s[2] * width) for s in measured)
+        flops = world * sum(s[0] * (linear * n_base + 12 * layers * s[2] * width) for s in measured)
         record = {
             "recipe": os.environ.get("BENCH_RECIPE") or Path(cfg.output_dir).name,
             "gpu": torch.cuda.get_device_name() if cuda else "cpu",

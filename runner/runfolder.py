@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import secrets
@@ -101,7 +102,7 @@ class RunFolder:
         and fail. Such folders become `incomplete-checkpoint-N/`: train resumes from the last whole one."""
         moved = []
         for checkpoint in sorted(self.outputs.glob("checkpoint-*")):
-            whole = (checkpoint / "trainer_state.json").is_file() and any(checkpoint.glob("*.safetensors"))
+            whole = _json_whole(checkpoint / "trainer_state.json") and any(checkpoint.glob("*.safetensors"))
             if checkpoint.is_dir() and not whole:
                 checkpoint.rename(checkpoint.with_name(f"incomplete-{checkpoint.name}"))
                 moved.append(checkpoint.name)
@@ -172,3 +173,12 @@ class RunFolder:
         import yaml
 
         return yaml.safe_load((self.path / "composed.yaml").read_text())
+
+
+def _json_whole(path: Path) -> bool:
+    """The trainer writes trainer_state.json last: present and readable, the checkpoint is whole."""
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True

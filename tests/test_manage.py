@@ -109,10 +109,11 @@ def test_a_run_killed_during_train_resumes_from_its_checkpoint(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "runner", "num_epochs=1", "max_steps=24", "save_steps=8",
                                 "eval.limit=4", "stages.merge=false", f"runs_root={root}"], cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 600
-    while not list(root.glob("*/outputs/checkpoint-8")) and time.monotonic() < deadline and process.poll() is None:
+    deadline = time.monotonic() + 600   # the trainer writes trainer_state.json last: then checkpoint-8 is whole
+    while not list(root.glob("*/outputs/checkpoint-8/trainer_state.json")) and time.monotonic() < deadline \
+            and process.poll() is None:
         time.sleep(0.2)
-    assert list(root.glob("*/outputs/checkpoint-8")), "no checkpoint before the deadline"
+    assert list(root.glob("*/outputs/checkpoint-8/trainer_state.json")), "no checkpoint before the deadline"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     (run,) = runs_in(root)
@@ -160,5 +161,10 @@ def test_a_checkpoint_cut_off_by_a_kill_is_set_aside_before_resuming(tmp_path):
     (whole / "adapter_model.safetensors").write_bytes(b"x")
     cut.mkdir()
     (cut / "tokens_state.json").write_text("{}")   # what axolotl writes before the trainer saves
-    assert RunFolder(tmp_path).set_aside_incomplete_checkpoints() == ["checkpoint-8"]
-    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["checkpoint-4", "incomplete-checkpoint-8"]
+    half = tmp_path / "outputs" / "checkpoint-12"   # killed while writing its trainer state
+    half.mkdir()
+    (half / "adapter_model.safetensors").write_bytes(b"x")
+    (half / "trainer_state.json").write_text('{"global_step": 1')
+    assert RunFolder(tmp_path).set_aside_incomplete_checkpoints() == ["checkpoint-12", "checkpoint-8"]
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == [
+        "checkpoint-4", "incomplete-checkpoint-12", "incomplete-checkpoint-8"]

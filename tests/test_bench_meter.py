@@ -1,0 +1,40 @@
+"""The GPU benchmark's recipes plan as `python -m runner` would plan them, and its meter counts the
+parameters a model stands for, not the bytes it stores."""
+
+import pytest
+import torch
+
+from conftest import ROOT  # noqa: F401 - puts the repo root first on sys.path for `bench`
+
+
+def test_a_4bit_weight_counts_as_the_matrix_it_stands_for():
+    bnb = pytest.importorskip("bitsandbytes")
+    from bench.throughput_plugin import logical_numel
+
+    weight = bnb.nn.Params4bit(torch.randn(32, 64), requires_grad=False, quant_type="nf4")._quantize("cpu")
+    assert weight.numel() == 32 * 64 // 2          # two 4-bit values a stored byte
+    assert logical_numel(weight) == 32 * 64
+    plain = torch.nn.Parameter(torch.randn(8, 4))
+    assert logical_numel(plain) == 32
+    plain.ds_numel = 4096                          # a ZeRO-3 shard of a larger matrix
+    assert logical_numel(plain) == 4096
+
+
+@pytest.mark.parametrize("gpu", ["h100", "h200"])
+def test_every_recipe_plans(gpu):
+    from bench.gpu_bench import recipes
+    from runner.compose import expand_overrides
+    from runner.plan import plan_job
+
+    table = recipes(gpu)
+    assert {"seed", "default", "qlora", "seed_qlora", "full_zero3"} <= set(table)
+    for name, overrides in table.items():
+        job = plan_job(expand_overrides(["model=llama2", *overrides], multirun=False)[0])
+        config = job.config
+        if name in ("qlora", "seed_qlora"):
+            assert (config["adapter"], config["load_in_4bit"]) == ("qlora", True), name
+        if name == "full_zero3":
+            assert config["adapter"] is None and job.compute.processes == 2
+            assert config["deepspeed"]["zero_optimization"]["stage"] == 3
+        if name.startswith("seed"):
+            assert (config["sample_packing"], config["micro_batch_size"]) == (False, 32), name
