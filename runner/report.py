@@ -58,8 +58,16 @@ def run_summary(run_dir: Path, state: str, elapsed_s: float, metrics: dict[str, 
         lines.append(f"  {'model':<12}{outputs}")
     if (outputs / "merged").exists():
         lines.append(f"  {'merged':<12}{outputs / 'merged'}")
+    elif adapter and (outputs / "adapter_model.safetensors").exists():
+        lines.append(f"  {'merge':<12}{merge_command(run_dir)}  (eval, infer, serve: base + adapter)")
     lines.append(f"  {'records':<12}{run_dir}  (config.yml, metrics.json, logs/)")
     return "\n".join(lines)
+
+
+def merge_command(run_dir: Path) -> str:
+    """How to write a run's merged model later (the runs root named unless it is ./runs)."""
+    root = "" if run_dir.parent.resolve() == Path("runs").resolve() else f" --runs-root {run_dir.parent}"
+    return f"python -m runner.runs{root} merge {run_dir.name}"
 
 
 def eval_metric(metrics: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
 """The embedded default, end to end with real axolotl on the tiny model: prepare → preprocess → train →
-merge → eval, and the run folder it leaves."""
+eval (merge left for later: `runs merge`), and the run folder it leaves."""
 
 import pytest
 import hashlib
@@ -20,18 +20,16 @@ def test_default_run_succeeds_and_prints_a_summary(default_run):
     assert run_dir is not None
     assert f"run {run_dir.name}  succeeded" in result.stdout
     assert re.search(r"train loss\s+[\d.]+ → [\d.]+", result.stdout)
-    assert "merged" in result.stdout
+    assert f"merge       python -m runner.runs --runs-root {run_dir.parent} merge {run_dir.name}" in result.stdout
 
 
-def test_loss_went_down_and_adapter_and_merged_model_exist(default_run):
+def test_loss_went_down_and_the_adapter_exists(default_run):
     _, run_dir = default_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train_loss"]["last"] < 0.5 * metrics["train_loss"]["first"]
     assert metrics["eval_loss"]["last"] < metrics["eval_loss"]["first"]
     assert (run_dir / "outputs" / "adapter_model.safetensors").stat().st_size > 0
     assert (run_dir / "outputs" / "adapter_config.json").is_file()
-    assert (run_dir / "outputs" / "merged" / "model.safetensors").stat().st_size > 0
-    assert (run_dir / "outputs" / "merged" / "config.json").is_file()
 
 
 def test_run_folder_holds_config_provenance_status_and_logs(default_run):
@@ -58,6 +56,9 @@ def test_run_folder_holds_config_provenance_status_and_logs(default_run):
     assert status["state"] == "succeeded"
     for stage in STAGES:
         entry = status["stages"][stage]
+        if stage == "merge":   # by default: eval, infer and serve use base + adapter
+            assert entry["state"] == "skipped" and "runner.runs" in entry["reason"], entry
+            continue
         assert entry["state"] == "succeeded", (stage, entry)
         assert entry["started"] <= entry["ended"]
         assert (run_dir / entry["log"]).stat().st_size > 0
@@ -73,3 +74,38 @@ def test_tuned_model_beats_base_by_30_points_of_execution_accuracy(default_run):
     assert tuned["eval_loss"] < base["eval_loss"]
     assert (run_dir / "eval" / "predictions-tuned.jsonl").is_file()
     assert re.search(r"exec acc\s+0\.\d+ → 0\.\d+  \(base → tuned\)", result.stdout)
+
+
+def test_runs_merge_writes_the_merged_model_later_and_it_answers_like_base_plus_adapter(default_run, tmp_path):
+    """Last in this file: it adds outputs/merged to the session's default run."""
+    from conftest import run_cli
+
+    result, run_dir = default_run
+    merged = run_dir / "outputs" / "merged"
+    assert not merged.exists()
+    root = ["--runs-root", str(run_dir.parent)]
+    done = run_cli(*root, "merge", run_dir.name, module="runner.runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == str(merged)
+    assert (merged / "model.safetensors").stat().st_size > 0 and (merged / "config.json").is_file()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["state"], status["stages"]["merge"]["state"]) == ("succeeded", "succeeded")
+    again = run_cli(*root, "merge", run_dir.name, module="runner.runs", cwd=tmp_path)
+    assert again.returncode == 0 and "already merged" in again.stderr
+
+    # infer now loads the merged weights: the same answers as base + adapter gave in the eval stage
+    tuned = [json.loads(line) for line in (run_dir / "eval" / "predictions-tuned.jsonl").read_text().splitlines()]
+    record, tokens = tuned[0], json.loads((run_dir / "metrics.json").read_text())["eval"]["max_new_tokens"]
+    answer = run_cli(f"run={run_dir.name}", f"runs_root={run_dir.parent}", f"prompt={record['question']}",
+                     f"context={record['context']}", f"max_new_tokens={tokens}", module="runner.infer", cwd=tmp_path)
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert answer.stdout.strip() == record["prediction"].strip()
+
+
+def test_runs_merge_refuses_what_it_cannot_merge(tmp_path):
+    from conftest import run_cli
+
+    missing = run_cli("--runs-root", str(tmp_path), "merge", "nope", module="runner.runs", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.startswith("error:") and len(missing.stderr.splitlines()) == 1
+    usage = run_cli("merge", module="runner.runs", cwd=tmp_path)
+    assert usage.returncode == 2 and "usage: python -m runner.runs merge RUN [RUN ...]" in usage.stderr

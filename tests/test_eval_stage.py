@@ -37,13 +37,20 @@ def make_run(plan, root: Path, base_model: Path, *overrides: str, eval_settings:
     folder = RunFolder.create(job)
     if tuned == "merged":
         shutil.copytree(base_model, folder.merged)
-    elif tuned == "adapter":
+    elif tuned in ("adapter", "trained adapter"):
+        import torch
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(base_model)
-        # fresh LoRA weights are a no-op (B = 0): tuned must score exactly like base
-        get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"])).save_pretrained(folder.outputs)
+        # fresh LoRA weights are a no-op (B = 0): tuned must score exactly like base; "trained" ones are not
+        torch.manual_seed(0)   # the same adapter each time
+        peft_model = get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+        if tuned == "trained adapter":
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.data.normal_(0, 0.5)
+        peft_model.save_pretrained(folder.outputs)
     return folder
 
 
@@ -90,6 +97,31 @@ def test_tuned_adapter_without_merge_is_evaluated_as_base_plus_adapter(plan, tmp
     record = evaluate.evaluate_run(folder.path, folder.composed())
     assert record["tuned"]["eval_loss"] == pytest.approx(record["base"]["eval_loss"], rel=1e-4)
     assert record["tuned"]["exact_match"] == record["base"]["exact_match"]
+
+
+def test_base_then_base_plus_adapter_load_the_weights_once(plan, tmp_path, tiny_model, monkeypatch):
+    """The tuned model is the base in memory with the adapter merged in: the same figures as loading it anew."""
+    from transformers import AutoModelForCausalLM
+
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings=QUICK, tuned="trained adapter")
+    alone = make_run(plan, tmp_path / "alone", tiny_model, eval_settings={**QUICK, "base": False},
+                     tuned="trained adapter")
+    loads = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counted(cls, *args, **kwargs):
+        loads.append(args[0])
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counted))
+    both = evaluate.evaluate_run(folder.path, folder.composed())
+    assert loads == [str(tiny_model)]
+    assert both["tuned"]["eval_loss"] != pytest.approx(both["base"]["eval_loss"], rel=1e-3)   # the adapter counts
+
+    tuned = evaluate.evaluate_run(alone.path, alone.composed())["tuned"]
+    assert len(loads) == 2
+    assert {k: v for k, v in tuned.items() if k != "generate_s"} == {
+        k: v for k, v in both["tuned"].items() if k != "generate_s"}
 
 
 def test_base_can_be_skipped(plan, tmp_path, tiny_model):

@@ -163,7 +163,7 @@ def local_runs(root: Path) -> list[RunFolder]:
 
 def test_sweep_runs_jobs_side_by_side_and_a_failure_stops_only_its_job(fake_modal, capsys):
     fake_modal.fail = {("lora_r=16", "train")}
-    rc = main(["-m", "lora_r=8,16,32,64", "backend=modal", "gpu=a100", "backend.poll_s=0.05",
+    rc = main(["-m", "lora_r=8,16,32,64", "backend=modal", "gpu=a100", "backend.poll_s=0.05", "stages.merge=true",
                f"runs_root={fake_modal.local_root}"])
     captured = capsys.readouterr()
     out = captured.out
@@ -218,7 +218,7 @@ def test_max_parallel_bounds_the_jobs_running_at_once(fake_modal):
 
 
 def test_each_job_trains_on_its_own_gpus(fake_modal):
-    assert main(["-m", "gpu=a100x2,h100x4", "backend=modal", "backend.poll_s=0.05",
+    assert main(["-m", "gpu=a100x2,h100x4", "backend=modal", "backend.poll_s=0.05", "stages.merge=true",
                  f"runs_root={fake_modal.local_root}"]) == 0
     assert sorted(c["gpu"] for c in fake_modal.calls_of("train")) == ["A100-80GB:2", "H100:4"]
     assert sorted(c["gpu"] for c in fake_modal.calls_of("eval")) == ["A100-80GB:2", "H100:4"]

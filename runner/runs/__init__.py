@@ -6,6 +6,7 @@
   compare   only the settings that differ between runs, then their results side by side (compare.py)
   report    an HTML page with PNG charts of runs or sweeps: losses, metrics vs parameters, time, cost (reportpage.py)
   resume    continue a failed or interrupted run in its own folder; rerun: the same job anew (again.py)
+  merge     write finished runs' merged models (adapter + base → outputs/merged) (merge.py)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ USAGE = """usage: python -m runner.runs [--runs-root DIR] COMMAND
                        tuned, time and cost); SWEEP: a folder under <runs root>/_sweeps; none named: all runs
   resume RUN           continue a failed or interrupted run from its first unfinished stage, in its folder
   rerun RUN            the same job again from its records, in a new run folder
+  merge RUN [RUN ...]  write each run's merged model (adapter + base) into its outputs/merged
 """
 
 
@@ -163,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             from runner.runs import again
 
             return getattr(again, command)(find_run(root, rest[0]))
+        elif command == "merge" and rest:
+            from runner.runs.merge import merge
+
+            return merge([find_run(root, name) for name in rest])
         elif command in COMMANDS:
             raise UserError(f"usage: python -m runner.runs {command} {COMMANDS[command]}".rstrip())
         else:
@@ -173,5 +179,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 COMMANDS = {"list": "", "show": "RUN", "sync": "[RUN ...]", "compare": "RUN RUN [RUN ...]", "report": "[RUN|SWEEP ...] [--out DIR]",
-            "resume": "RUN", "rerun": "RUN"}
+            "resume": "RUN", "rerun": "RUN", "merge": "RUN [RUN ...]"}
 

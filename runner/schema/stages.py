@@ -12,5 +12,5 @@ class StagesConfig:
     prepare: bool = True      # build the tiny model, or download the base model
     preprocess: bool = True   # tokenise (axolotl preprocess)
     train: bool = True
-    merge: bool = True        # adapter + base → outputs/merged (skipped for full fine-tunes)
+    merge: bool = False       # adapter + base → outputs/merged (eval, infer, serve use base + adapter without it)
     eval: bool = True         # base and tuned on the held-out split

@@ -53,13 +53,15 @@ def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         variants = {"base": models.base_model(config), **variants}
 
     results: dict[str, Any] = {}
+    memory = Loaded()   # the base stays loaded for the tuned model when that is base + adapter
     for variant, ref in variants.items():
         print(f"eval: {variant} model {ref.describe()}", flush=True)
         if variant == "base":
-            results[variant] = figures = _base_figures(Path(run_dir), config, ref, split, settings, engine)
+            results[variant] = figures = _base_figures(Path(run_dir), config, ref, split, settings, engine, memory)
         else:
-            results[variant] = figures = _evaluate_model(Path(run_dir), variant, ref, split, settings, engine)
+            results[variant] = figures = _evaluate_model(Path(run_dir), variant, ref, split, settings, engine, memory)
         print(f"eval: {variant} " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+    memory.drop()
 
     record = {"split": split.name, "n": split.size, "engine": engine, **results,
               "seconds": round(time.monotonic() - started, 1)}
@@ -70,7 +72,7 @@ def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _base_figures(run_dir: Path, config: dict[str, Any], ref: generate.ModelRef, split: HeldOut,
-                  settings: EvalSettings, engine: str | None) -> dict[str, Any]:
+                  settings: EvalSettings, engine: str | None, memory: Loaded) -> dict[str, Any]:
     """The base model scores the same for every job of a sweep: once, then from <runs_root>/_eval_cache."""
     import shutil
 
@@ -86,7 +88,7 @@ def _base_figures(run_dir: Path, config: dict[str, Any], ref: generate.ModelRef,
             shutil.copy(cache / predictions.name, predictions)
         print(f"eval: base figures reused from run {figures.get('cached_from')} ({cache})", flush=True)
         return figures
-    figures = _evaluate_model(run_dir, "base", ref, split, settings, engine)
+    figures = _evaluate_model(run_dir, "base", ref, split, settings, engine, memory)
     staging = cache.with_name(cache.name + f".{run_dir.name}")
     staging.mkdir(parents=True, exist_ok=True)
     if predictions.is_file():
@@ -149,17 +151,37 @@ class HeldOut:
         return self._axolotl
 
 
+class Loaded:
+    """The model the stage holds in memory, and which weights it is."""
+
+    def __init__(self) -> None:
+        self.ref: generate.ModelRef | None = None
+        self.model: Any = None
+
+    def load(self, ref: generate.ModelRef) -> tuple[Any, Any]:
+        if generate.adapts(ref, self.ref):   # base + adapter over the base in memory: merged in place
+            model, tokenizer = generate.load_model(ref, (self.ref, self.model))
+        else:
+            self.drop()   # free the GPU before the next weights arrive
+            model, tokenizer = generate.load_model(ref)
+        self.ref, self.model = ref, model
+        return model, tokenizer
+
+    def drop(self) -> None:
+        if self.ref is not None:
+            self.ref = self.model = None
+            generate.release()
+
+
 def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: HeldOut, settings: EvalSettings,
-                    engine_name: str | None) -> dict[str, Any]:
+                    engine_name: str | None, memory: Loaded) -> dict[str, Any]:
     from runner.evals.loss import mean_token_loss
 
-    model, tokenizer = generate.load_model(ref)
+    model, tokenizer = memory.load(ref)
     examples = split.examples(tokenizer)
     figures: dict[str, Any] = mean_token_loss(model, examples, tokenizer.pad_token_id, settings.batch_size)
     figures["loss_n"] = len(examples)
     if not split.generates or engine_name is None:
-        del model
-        generate.release()
         return figures
     gen = settings.generation("sqlqa")
     assert split.template is not None
@@ -169,7 +191,7 @@ def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: 
         del model
     else:
         del model
-        generate.release()   # vLLM loads its own copy: give the GPU memory back first
+        memory.drop()   # vLLM loads its own copy: give the GPU memory back first
         engine = generate.open_engine(engine_name, ref, gen)
     started = time.monotonic()
     try:
