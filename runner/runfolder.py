@@ -7,7 +7,7 @@
       provenance.json   git commit + dirty flag, data sha256, package versions, config hash
       status.json       per-stage state with timestamps and log paths
       logs/<stage>.log  each stage's full output
-      outputs/          adapter and checkpoints (axolotl's output_dir); outputs/merged: merged model
+      outputs/          adapter and checkpoints (axolotl's output_dir); outputs/merged: merged model (if merged)
       metrics.json      final figures
 """
 

@@ -4,7 +4,7 @@
     modal deploy -m runner.serve                           # app runner-serve: complete only, for any Modal run
 
 The weights are read where the Modal backend left them, on the runs Volume (`/runs/RUN_ID/outputs/merged`,
-or base + the LoRA adapter in `outputs/` when the merge stage was off); the image is the stages' image
+or base + the LoRA adapter in `outputs/` when the run was not merged, the default); the image is the stages' image
 (the GPU stack of runner/stack/gpu.lock, vLLM included), declared with the volumes in
 runner/backends/modal_app.py; `vllm_command` passes only flags the locked vLLM's `vllm serve` has. The endpoint needs Modal proxy-auth headers (Modal-Key / Modal-Secret, from
 a workspace proxy token): nothing is public by accident. Clients send prompts already rendered with the
