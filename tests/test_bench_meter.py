@@ -1,10 +1,15 @@
 """The GPU benchmark's recipes plan as `python -m runner` would plan them, and its meter counts the
 parameters a model stands for, not the bytes it stores."""
 
+import sys
+
 import pytest
 import torch
 
-from conftest import ROOT  # noqa: F401 - puts the repo root first on sys.path for `bench`
+from conftest import ROOT
+
+if str(ROOT) not in sys.path:   # `bench` is a folder of the repo, not an installed package
+    sys.path.insert(0, str(ROOT))
 
 
 def test_a_4bit_weight_counts_as_the_matrix_it_stands_for():
