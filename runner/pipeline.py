@@ -139,12 +139,13 @@ def _prepared_before(folder: RunFolder) -> dict[str, Any] | None:
 PREPARED = re.compile(r"(?:Unable to find prepared dataset in|Loading prepared dataset from disk at) (/\S+?)(?:\.\.\.)?$")
 
 
-def _record_prepared(folder: RunFolder) -> None:
-    """After preprocess: which of axolotl's prepared folders hold this data key's tokens (from its log)."""
+def _record_prepared(folder: RunFolder, stage: str = "preprocess") -> None:
+    """After the stage that tokenised (preprocess, or a train it was folded into): which of axolotl's
+    prepared folders hold this data key's tokens (from its log)."""
     from runner.cache import prepared_marker
 
     keyed = _prepared_key(folder)
-    log = folder.log_file("preprocess")
+    log = folder.log_file(stage)
     if keyed is None or not log.is_file():
         return
     datasets = sorted({m.group(1) for line in log.read_text(errors="replace").splitlines() if (m := PREPARED.search(line))})
@@ -166,7 +167,26 @@ def _after_earlier_attempts(folder: RunFolder, records: list[dict]) -> list[dict
 
 def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[str, str] | None = None,
                label: str | None = None) -> None:
+    """The stages in order, here. A one-process train tokenises itself (axolotl's train prepares data
+    that is not prepared yet, by the same code and into the same folder as its preprocess command): then
+    the preprocess stage is folded into it, and the run pays one process start-up less."""
     config = folder.composed()
     for stage in stages:
+        if stage == "preprocess" and "train" in stages and _folds_into_train(folder, config):
+            folder.set_stage(stage, "skipped", folded="train",
+                             reason="tokenised in the train stage's process (one process start-up less)")
+            print(f"  {label + ' ' if label else ''}{stage:<10}  in the train stage's process", file=sys.stderr,
+                  flush=True)
+            continue
         run_stage(folder, stage, config, env, label)
+        if stage == "train" and folder.status()["stages"].get("preprocess", {}).get("folded") == "train":
+            _record_prepared(folder, "train")
     folder.set_state("succeeded")
+
+
+def _folds_into_train(folder: RunFolder, config: dict[str, Any]) -> bool:
+    """Preprocess and train both on, train in one process (N processes preprocess once, before they start),
+    and no earlier run's tokens to reuse (then the preprocess stage reports the reuse)."""
+    stages = config.get("stages") or {}
+    return (stages.get("preprocess", True) and stages.get("train", True) and int(config["gpu"]["count"]) == 1
+            and _prepared_before(folder) is None)

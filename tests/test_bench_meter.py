@@ -1,6 +1,7 @@
-"""The GPU benchmark's recipes plan as `python -m runner` would plan them, and its meter counts the
-parameters a model stands for, not the bytes it stores."""
+"""The benchmarks' own pieces: the GPU benchmark's recipes plan as `python -m runner` would plan them, its
+meter counts the parameters a model stands for (not the bytes it stores), and the engine agreement check."""
 
+import json
 import sys
 
 import pytest
@@ -43,3 +44,20 @@ def test_every_recipe_plans(gpu):
             assert config["deepspeed"]["zero_optimization"]["stage"] == 3
         if name.startswith("seed"):
             assert (config["sample_packing"], config["micro_batch_size"]) == (False, 32), name
+
+
+def test_engine_agreement_compares_engines_on_the_same_prompt_ids(plan, tmp_path):
+    """Two passes of the transformers engine over a run's held-out prompts agree on every answer."""
+    from bench.engine_agreement import main
+    from test_eval_stage import QUICK, build_tiny, make_run
+
+    tiny = build_tiny(tmp_path / "tiny")
+    folder = make_run(plan, tmp_path, tiny, eval_settings=QUICK)
+    out = tmp_path / "agreement.jsonl"
+    assert main([str(folder.path), "--engines", "transformers,transformers", "--limit", "4", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["n"] == 4 and set(record["engines"]) == {"transformers#1", "transformers#2"}
+    second = record["engines"]["transformers#2"]
+    assert second["identical_to_transformers#1"] == 1.0 and second["first_differences"] == []
+    assert second["generated_tokens"] >= 4 and second["generate_tok_s"] > 0
+    assert main([str(folder.path), "--engines", "transformers"]) == 2   # one engine: nothing to compare

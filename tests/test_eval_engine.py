@@ -104,7 +104,8 @@ def fake_vllm(monkeypatch, completions: list[str]) -> dict:
 
         def generate(self, prompts, params, use_tqdm=True, lora_request=None):
             seen.update(prompts=prompts, params=params, lora=lora_request)
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t)]) for t in completions]
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t, token_ids=list(range(len(t.split()))))])
+                    for t in completions]
 
     class SamplingParams:
         def __init__(self, **kwargs):
@@ -126,7 +127,16 @@ def test_vllm_engine_gets_the_same_prompt_ids_greedy_and_the_same_stops(monkeypa
     ids = [engine.tokenizer(p)["input_ids"] for p in PROMPTS[:2]]
     assert engine.generate(ids) == ["[SQL] SELECT 1 [/SQL]", "[SQL] SELECT 2 [/SQL]"]
     assert [p["prompt_token_ids"] for p in seen["prompts"]] == ids
+    assert engine.generated_tokens == 4 + 6   # what vLLM decoded, past the stop string too
     params = seen["params"]
     assert (params.temperature, params.max_tokens, params.stop, params.include_stop_str_in_output) == (
         0.0, 12, ["[/SQL]"], True)
     assert seen["options"]["model"] == str(tiny_model) and seen["lora"] is None
+
+
+def test_a_row_decoded_up_to_its_first_eos_counts_those_tokens_only():
+    from runner.evals.generate import _decoded_length
+
+    assert _decoded_length([5, 6, 2, 2, 2], [2]) == 3          # EOS, then padding (pad = EOS)
+    assert _decoded_length([5, 6, 7], [2]) == 3                # hit max_new_tokens
+    assert _decoded_length([9, 5, 6], [2, 9]) == 1             # a stop token that is one id stops like EOS

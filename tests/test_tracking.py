@@ -98,6 +98,8 @@ def test_a_sweep_tracked_in_mlflow_tokenises_once_and_ends_with_its_report(tmp_p
 
     # the second job's data key is the first's: its preprocess reuses the tokens, its train loads them
     first, second = runs
+    assert json.loads((first / "status.json").read_text())["stages"]["preprocess"]["folded"] == "train"
+    assert "Unable to find prepared dataset" in (first / "logs" / "train.log").read_text()   # it tokenised
     assert f"preprocess  reused: tokenised by run {first.name}" in result.stderr
     assert json.loads((second / "status.json").read_text())["stages"]["preprocess"]["reused"] == first.name
     assert not (second / "logs" / "preprocess.log").exists()

@@ -43,6 +43,7 @@ class GenerationSettings:
 class Engine(Protocol):
     name: str
     tokenizer: Any
+    generated_tokens: int   # new tokens decoded so far, EOS included: generation tokens/s in the eval figures
 
     def generate(self, prompt_ids: list[list[int]]) -> list[str]: ...
 
@@ -173,6 +174,7 @@ class TransformersEngine:
             else:
                 self.stop_strings.append(stop)
         self.eos_ids = sorted(i for i in eos_ids if i is not None)
+        self.generated_tokens = 0
 
     def generate(self, prompt_ids: list[list[int]]) -> list[str]:
         import torch
@@ -194,12 +196,18 @@ class TransformersEngine:
                     top_k=None, eos_token_id=self.eos_ids, pad_token_id=pad, **extra,
                 )
             for i, row in zip(batch, output[:, width:].tolist()):
+                self.generated_tokens += _decoded_length(row, self.eos_ids)
                 texts[i] = cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), self.settings.stop)
         return texts
 
     def close(self) -> None:
         self.model = None
         release()
+
+
+def _decoded_length(row: list[int], eos_ids: list[int]) -> int:
+    """Tokens a row really decoded: up to its first EOS (included); what follows is padding."""
+    return next((n + 1 for n, token in enumerate(row) if token in eos_ids), len(row))
 
 
 # ---- vLLM ---------------------------------------------------------------------------------------
@@ -210,6 +218,7 @@ class VllmEngine:
         from vllm import LLM, SamplingParams
 
         self.settings = settings
+        self.generated_tokens = 0
         self.tokenizer = load_tokenizer(ref)   # prompts are token ids from the same tokenizer as transformers'
         options: dict[str, Any] = {"model": ref.path, "tokenizer": ref.tokenizer or ref.path, "seed": 0}
         self.lora = None
@@ -227,6 +236,7 @@ class VllmEngine:
 
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids], self.params,
                                     use_tqdm=False, lora_request=self.lora)
+        self.generated_tokens += sum(len(o.outputs[0].token_ids) for o in outputs)
         return [cut_at_stop(o.outputs[0].text, self.settings.stop) for o in outputs]
 
     def close(self) -> None:

@@ -198,7 +198,10 @@ def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: 
         predictions = engine.generate(prompt_ids)
     finally:
         engine.close()
-    figures["generate_s"] = round(time.monotonic() - started, 1)
+    seconds = time.monotonic() - started
+    figures["generate_s"] = round(seconds, 1)
+    figures["generated_tokens"] = engine.generated_tokens
+    figures["generate_tok_s"] = round(engine.generated_tokens / seconds, 1) if seconds > 0 else None
     figures.update(_score(run_dir, variant, split.records, predictions, settings))
     return figures
 
