@@ -4,9 +4,9 @@
 
 Each NAME=OVERRIDES (overrides separated by spaces) is one `python -m runner` invocation; for each the
 script writes one JSON line: the wall time from start to exit, each stage's wall time from the run folder's
-status.json (started → ended), how the preprocess stage ended (ran or reused), the train stage's own
-figures (train_runtime, in-training eval count and time, trainable tokens/s where logged), the eval
-stage's figures, and the exit code. Examples (bench/RESULTS.md §9):
+status.json (started → ended), how the preprocess stage ended (ran, reused, or "in train": folded into a
+one-process train stage), the train stage's own figures (train_runtime, in-training eval count and time,
+trainable tokens/s where logged), the eval stage's figures, and the exit code. Examples (bench/RESULTS.md §9):
 
     # the goal's workload on one H200, the default recipe and the seed's, in the same run
     python bench/pipeline_bench.py --out $OUT/pipeline.jsonl --runs-root /tmp/pipe \
@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from runner.records import stage_seconds  # noqa: E402
+
+
+def preprocess_outcome(entry: dict) -> str:
+    return "reused" if entry.get("reused") else "in train" if entry.get("folded") == "train" else "ran"
 
 
 def train_figures(run: Path) -> dict:
@@ -62,7 +66,7 @@ def one(name: str, overrides: list[str], runs_root: Path, timeout: float) -> dic
         metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
         line.update(run_id=run.name, state=status.get("state"),
                     stages={k: round(s, 1) for k, e in status["stages"].items() if (s := stage_seconds(e)) is not None},
-                    preprocess=("reused" if (status["stages"].get("preprocess") or {}).get("reused") else "ran"),
+                    preprocess=preprocess_outcome(status["stages"].get("preprocess") or {}),
                     train=train_figures(run),
                     eval={k: v for k, v in (metrics.get("eval") or {}).items() if k in ("engine", "seconds", "n", "base", "tuned")})
     if code != 0:
