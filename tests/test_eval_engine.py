@@ -98,14 +98,19 @@ def fake_vllm(monkeypatch, completions: list[str]) -> dict:
     """A stand-in `vllm` package that records what the engine sends it."""
     seen: dict = {}
 
+    seen["engines"], seen["calls"] = [], []
+
     class LLM:
         def __init__(self, **options):
             seen["options"] = options
+            seen["engines"].append(options)
 
         def generate(self, prompts, params, use_tqdm=True, lora_request=None):
             seen.update(prompts=prompts, params=params, lora=lora_request)
+            seen["calls"].append(lora_request)
+            texts = [completions[i % len(completions)] for i in range(len(prompts))]
             return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t, token_ids=list(range(len(t.split()))))])
-                    for t in completions]
+                    for t in texts]
 
     class SamplingParams:
         def __init__(self, **kwargs):
@@ -115,8 +120,13 @@ def fake_vllm(monkeypatch, completions: list[str]) -> dict:
     vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
     inputs = types.ModuleType("vllm.inputs")
     inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    lora = types.ModuleType("vllm.lora")
+    request = types.ModuleType("vllm.lora.request")
+    request.LoRARequest = lambda name, number, path: {"name": name, "id": number, "path": path}
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    monkeypatch.setitem(sys.modules, "vllm.lora", lora)
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", request)
     return seen
 
 
@@ -140,3 +150,23 @@ def test_a_row_decoded_up_to_its_first_eos_counts_those_tokens_only():
     assert _decoded_length([5, 6, 2, 2, 2], [2]) == 3          # EOS, then padding (pad = EOS)
     assert _decoded_length([5, 6, 7], [2]) == 3                # hit max_new_tokens
     assert _decoded_length([9, 5, 6], [2, 9]) == 1             # a stop token that is one id stops like EOS
+
+
+@pytest.mark.parametrize("tuned, engines", [("adapter", 1), ("merged", 2)])
+def test_vllm_eval_starts_one_engine_when_tuned_is_base_plus_adapter(monkeypatch, tiny_model, plan, tmp_path,
+                                                                     tuned, engines):
+    """Base + adapter: one engine with the LoRA enabled answers for both (base requests without it), after
+    both models' losses. A merged copy is other weights: an engine each."""
+    from runner.stages import evaluate
+    from test_eval_stage import QUICK, make_run
+
+    seen = fake_vllm(monkeypatch, ["[SQL] SELECT 1 [/SQL]"])
+    availability(monkeypatch, vllm=True, gpu=True)
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings={**QUICK, "limit": 3, "engine": "vllm"}, tuned=tuned)
+    record = evaluate.evaluate_run(folder.path, folder.composed())
+    assert record["engine"] == "vllm" and len(seen["engines"]) == engines
+    if tuned == "adapter":
+        assert seen["engines"][0]["enable_lora"] is True
+        assert seen["calls"][0] is None and seen["calls"][1]["path"] == str(folder.outputs)   # base, then tuned
+    assert record["base"]["generated_tokens"] == record["tuned"]["generated_tokens"] == 3 * 4
+    assert record["base"]["exact_match"] == record["tuned"]["exact_match"] and record["tuned"]["eval_loss"] > 0

@@ -61,9 +61,10 @@ def gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
-# `auto` takes vLLM from this many prompts per model on: below it, vLLM's engine start (≈ 43 s per model
-# with torch.compile on an H200) costs more than its faster decoding saves. Measured with the default 7B
-# job's 200 held-out records: eval stage 166 s with vLLM, 39-54 s with transformers (bench/RESULTS.md §9).
+# `auto` takes vLLM from this many prompts per model on: below it, vLLM's engine start (≈ 43 s with
+# torch.compile on an H200) costs more than its faster decoding saves. Measured with the default 7B job's
+# 200 held-out records: eval stage 166 s with vLLM (two engine starts then; base + adapter now share one),
+# 39-54 s with transformers (bench/RESULTS.md §9).
 VLLM_MIN_PROMPTS = 1000
 
 
@@ -231,11 +232,12 @@ class VllmEngine:
         self.params = SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens, stop=list(settings.stop),
                                      include_stop_str_in_output=True, skip_special_tokens=True)
 
-    def generate(self, prompt_ids: list[list[int]]) -> list[str]:
+    def generate(self, prompt_ids: list[list[int]], adapter: bool = True) -> list[str]:
+        """adapter=False: the base model alone, from an engine opened with the adapter (one start for both)."""
         from vllm.inputs import TokensPrompt
 
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids], self.params,
-                                    use_tqdm=False, lora_request=self.lora)
+                                    use_tqdm=False, lora_request=self.lora if adapter else None)
         self.generated_tokens += sum(len(o.outputs[0].token_ids) for o in outputs)
         return [cut_at_stop(o.outputs[0].text, self.settings.stop) for o in outputs]
 

@@ -54,14 +54,22 @@ def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
 
     results: dict[str, Any] = {}
     memory = Loaded()   # the base stays loaded for the tuned model when that is base + adapter
+    waiting: list[Waiting] = []   # vLLM's generation, after every model's loss: its engine takes the GPU
     for variant, ref in variants.items():
         print(f"eval: {variant} model {ref.describe()}", flush=True)
-        if variant == "base":
-            results[variant] = figures = _base_figures(Path(run_dir), config, ref, split, settings, engine, memory)
+        cache = _base_cache(config, ref, split, settings, engine) if variant == "base" else None
+        if cache is not None and (cached := _cached_base(Path(run_dir), cache)) is not None:
+            results[variant] = cached
+            _finish(Path(run_dir), variant, cached, None)
+            continue
+        results[variant], prompt_ids = _evaluate_model(Path(run_dir), variant, ref, split, settings, engine, memory)
+        if prompt_ids is None:
+            _finish(Path(run_dir), variant, results[variant], cache)
         else:
-            results[variant] = figures = _evaluate_model(Path(run_dir), variant, ref, split, settings, engine, memory)
-        print(f"eval: {variant} " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+            waiting.append(Waiting(variant, ref, prompt_ids, cache))
     memory.drop()
+    if waiting:
+        _generate_with_vllm(Path(run_dir), waiting, results, split, settings)
 
     record = {"split": split.name, "n": split.size, "engine": engine, **results,
               "seconds": round(time.monotonic() - started, 1)}
@@ -71,24 +79,50 @@ def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _base_figures(run_dir: Path, config: dict[str, Any], ref: generate.ModelRef, split: HeldOut,
-                  settings: EvalSettings, engine: str | None, memory: Loaded) -> dict[str, Any]:
+@dataclass
+class Waiting:
+    """A model whose answers vLLM is still to generate."""
+
+    variant: str
+    ref: generate.ModelRef
+    prompt_ids: list[list[int]]
+    cache: Path | None   # the base's eval cache entry, to fill once its figures are whole
+
+
+def _base_cache(config: dict[str, Any], ref: generate.ModelRef, split: HeldOut, settings: EvalSettings,
+                engine: str | None) -> Path:
     """The base model scores the same for every job of a sweep: once, then from <runs_root>/_eval_cache."""
+    from runner.cache import base_eval_key, digest, eval_cache_dir
+
+    return eval_cache_dir(config, base_eval_key(config, ref, engine, settings, digest([split.name, split.records])))
+
+
+def _cached_base(run_dir: Path, cache: Path) -> dict[str, Any] | None:
     import shutil
 
-    from runner.cache import base_eval_key, digest, eval_cache_dir
-    from runner.records import read_json, write_json
+    from runner.records import read_json
 
-    cache = eval_cache_dir(config, base_eval_key(config, ref, engine, settings, digest([split.name, split.records])))
-    predictions = Path(run_dir) / "eval" / "predictions-base.jsonl"
-    if (cache / "figures.json").is_file():
-        figures = read_json(cache / "figures.json")
-        if (cache / predictions.name).is_file():
-            predictions.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(cache / predictions.name, predictions)
-        print(f"eval: base figures reused from run {figures.get('cached_from')} ({cache})", flush=True)
-        return figures
-    figures = _evaluate_model(run_dir, "base", ref, split, settings, engine, memory)
+    if not (cache / "figures.json").is_file():
+        return None
+    figures = read_json(cache / "figures.json")
+    predictions = run_dir / "eval" / "predictions-base.jsonl"
+    if (cache / predictions.name).is_file():
+        predictions.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cache / predictions.name, predictions)
+    print(f"eval: base figures reused from run {figures.get('cached_from')} ({cache})", flush=True)
+    return figures
+
+
+def _finish(run_dir: Path, variant: str, figures: dict[str, Any], cache: Path | None) -> None:
+    """Print a model's figures; the base's also go to the eval cache for the sweep's other jobs."""
+    import shutil
+
+    from runner.records import write_json
+
+    print(f"eval: {variant} " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+    if cache is None:
+        return
+    predictions = run_dir / "eval" / "predictions-base.jsonl"
     staging = cache.with_name(cache.name + f".{run_dir.name}")
     staging.mkdir(parents=True, exist_ok=True)
     if predictions.is_file():
@@ -98,7 +132,6 @@ def _base_figures(run_dir: Path, config: dict[str, Any], ref: generate.ModelRef,
         staging.rename(cache)   # another job may have put it there first: then theirs stays
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
-    return figures
 
 
 @dataclass
@@ -174,7 +207,10 @@ class Loaded:
 
 
 def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: HeldOut, settings: EvalSettings,
-                    engine_name: str | None, memory: Loaded) -> dict[str, Any]:
+                    engine_name: str | None,
+                    memory: Loaded) -> tuple[dict[str, Any], list[list[int]] | None]:
+    """Loss and perplexity; with transformers also the answers and their scores. With vLLM, the prompt ids
+    are returned for `_generate_with_vllm` (None when nothing is left to do)."""
     from runner.evals.loss import mean_token_loss
 
     model, tokenizer = memory.load(ref)
@@ -182,28 +218,53 @@ def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: 
     figures: dict[str, Any] = mean_token_loss(model, examples, tokenizer.pad_token_id, settings.batch_size)
     figures["loss_n"] = len(examples)
     if not split.generates or engine_name is None:
-        return figures
+        return figures, None
     gen = settings.generation("sqlqa")
     assert split.template is not None
     prompt_ids = [list(tokenizer(split.template.prompt(r))["input_ids"]) for r in split.records]
-    if engine_name == "transformers":
-        engine: generate.Engine = generate.TransformersEngine(model, tokenizer, gen)
-        del model
-    else:
-        del model
-        memory.drop()   # vLLM loads its own copy: give the GPU memory back first
-        engine = generate.open_engine(engine_name, ref, gen)
-    started = time.monotonic()
+    if engine_name != "transformers":
+        return figures, prompt_ids
+    engine = generate.TransformersEngine(model, tokenizer, gen)
+    del model
     try:
-        predictions = engine.generate(prompt_ids)
+        _generate(run_dir, variant, engine, prompt_ids, figures, split, settings)
     finally:
         engine.close()
-    seconds = time.monotonic() - started
-    figures["generate_s"] = round(seconds, 1)
-    figures["generated_tokens"] = engine.generated_tokens
-    figures["generate_tok_s"] = round(engine.generated_tokens / seconds, 1) if seconds > 0 else None
+    return figures, None
+
+
+def _generate(run_dir: Path, variant: str, engine: generate.Engine, prompt_ids: list[list[int]],
+              figures: dict[str, Any], split: HeldOut, settings: EvalSettings, **options: Any) -> None:
+    """The model's answers, timed and scored, into `figures`."""
+    tokens, started = engine.generated_tokens, time.monotonic()
+    predictions = engine.generate(prompt_ids, **options)
+    seconds, tokens = time.monotonic() - started, engine.generated_tokens - tokens
+    figures.update(generate_s=round(seconds, 1), generated_tokens=tokens,
+                   generate_tok_s=round(tokens / seconds, 1) if seconds > 0 else None)
     figures.update(_score(run_dir, variant, split.records, predictions, settings))
-    return figures
+
+
+def _generate_with_vllm(run_dir: Path, waiting: list[Waiting], results: dict[str, Any], split: HeldOut,
+                        settings: EvalSettings) -> None:
+    """One vLLM engine for base and tuned when the tuned model is base + adapter (requests without the
+    LoRA are the base's): one engine start instead of two. Otherwise one engine per model, in turn."""
+    gen = settings.generation("sqlqa")
+    refs = [w.ref for w in waiting]
+    shared = len(waiting) == 2 and generate.adapts(refs[1], refs[0])
+    engine = generate.open_engine("vllm", refs[-1], gen) if shared else None
+    try:
+        for item in waiting:
+            own = engine or generate.open_engine("vllm", item.ref, gen)
+            try:
+                _generate(run_dir, item.variant, own, item.prompt_ids, results[item.variant], split, settings,
+                          adapter=bool(item.ref.adapter))
+            finally:
+                if own is not engine:
+                    own.close()
+            _finish(run_dir, item.variant, results[item.variant], item.cache)
+    finally:
+        if engine is not None:
+            engine.close()
 
 
 def _score(run_dir: Path, variant: str, records: list[dict], predictions: list[str],
