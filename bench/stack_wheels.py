@@ -102,6 +102,85 @@ def build(have: Path, out: str, cap_mib: float) -> None:
     shutil.rmtree(work)
 
 
+def wheel_requires(wheel: Path) -> set[str]:
+    """The packages a wheel needs on CPython 3.12 / Linux x86-64 (its METADATA's Requires-Dist, extras left
+    out, markers evaluated for that target)."""
+    import zipfile
+
+    from packaging.requirements import Requirement
+
+    env = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux",
+           "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        text = z.read(name).decode(errors="replace")
+    needs = set()
+    for line in text.splitlines():
+        if line.startswith("Requires-Dist:"):
+            req = Requirement(line.partition(":")[2].strip())
+            if req.marker is None or req.marker.evaluate(env):
+                needs.add(canonical(req.name))
+    return needs
+
+
+def _joined(folders: list[Path], work: Path) -> list[Path]:
+    """Every wheel of the folders, parts joined, in `work`."""
+    install(folders, work / "unused", work, finish=False)
+    return sorted(work.glob("*.whl"))
+
+
+def repack(prefix: str, out: str, without: set[str], cap_mib: float) -> None:
+    """The carried folders again, without the named top-level packages and what only they need: a GPU
+    session that measures training and the transformers eval carries no vLLM (5 of 12 calls)."""
+    from runner.stack import read_lock
+
+    work = Path(tempfile.mkdtemp(prefix="stack-repack-"))
+    wheels = {canonical(f.name.split("-")[0]): f for f in _joined(sorted(Path(prefix).parent.glob(
+        Path(prefix).name + "[0-9]*")), work)}
+    requires = {name: wheel_requires(f) for name, f in wheels.items()}
+
+    def needs(name: str) -> set[str]:
+        """A carried wheel's own list; for a package the machine already has, this interpreter's copy of
+        it (another version, maybe: close enough to keep what it imports)."""
+        if name in requires:
+            return requires[name]
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            return set()
+        from packaging.requirements import Requirement
+
+        out = set()
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                out.add(canonical(req.name))
+        return out
+
+    def closure(roots: set[str]) -> set[str]:
+        seen, todo = set(), list(roots)
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo += needs(name)
+        return seen
+
+    gpu_in = [canonical(line.split("==")[0]) for line in (LOCK.parent / "gpu.in").read_text().splitlines()
+              if "==" in line and not line.startswith("#")]
+    unknown_names = without - set(gpu_in)
+    if unknown_names:
+        raise SystemExit(f"error: {', '.join(sorted(unknown_names))} is not a top-level package of gpu.in")
+    keep = closure(set(gpu_in) - without)
+    dropped = sorted(set(wheels) - keep)
+    print(f"leaving out {len(dropped)} of {len(wheels)} wheels ({sum(wheels[n].stat().st_size for n in dropped) / 2**20:.0f} "
+          f"MiB): {', '.join(dropped)}", flush=True)
+    assert read_lock(LOCK).pins   # the lock the folders were built from is still readable
+    pack([wheels[n] for n in sorted(keep & set(wheels))], out, int(cap_mib * 2**20))
+    shutil.rmtree(work)
+
+
 def pack(files: list[Path], prefix: str, cap: int) -> None:
     """First-fit-decreasing into folders PREFIX1..N of at most `cap` bytes; big files go in parts."""
     items: list[tuple[int, Path, int | None, int]] = []   # (size, file, part index, parts)
@@ -218,11 +297,18 @@ def main() -> int:
     i.add_argument("--target", type=Path, default=Path("/tmp/site"))
     i.add_argument("--staging", type=Path, default=Path("/tmp/stack-wheels"))
     i.add_argument("--finish", action="store_true", help="install everything staged, in one pip call")
+    r = sub.add_parser("repack", help="the built folders again, without top-level packages (e.g. vllm)")
+    r.add_argument("--from", dest="source", default=".stack")
+    r.add_argument("--out", default=".lean")
+    r.add_argument("--without", required=True, help="comma-separated top-level packages of gpu.in")
+    r.add_argument("--cap", type=float, default=61.5, help="MiB per folder")
     v = sub.add_parser("verify")
     v.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "build":
         build(args.have, args.out, args.cap)
+    elif args.command == "repack":
+        repack(args.source, args.out, {canonical(n) for n in args.without.split(",") if n}, args.cap)
     elif args.command == "install":
         install(args.folders, args.target, args.staging, args.finish)
     else:

@@ -61,3 +61,20 @@ def test_engine_agreement_compares_engines_on_the_same_prompt_ids(plan, tmp_path
     assert second["identical_to_transformers#1"] == 1.0 and second["first_differences"] == []
     assert second["generated_tokens"] >= 4 and second["generate_tok_s"] > 0
     assert main([str(folder.path), "--engines", "transformers"]) == 2   # one engine: nothing to compare
+
+
+def test_a_wheels_needs_on_the_gpu_target_leave_extras_and_other_platforms_out(tmp_path):
+    import zipfile
+
+    from bench.stack_wheels import wheel_requires
+
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("demo-1.0.dist-info/METADATA", "\n".join([
+            "Metadata-Version: 2.1", "Name: demo", "Version: 1.0",
+            "Requires-Dist: Liger_Kernel>=0.8",
+            "Requires-Dist: triton; sys_platform == 'linux'",
+            "Requires-Dist: pywin32; sys_platform == 'win32'",
+            "Requires-Dist: tomli; python_version < '3.11'",
+            "Requires-Dist: vllm; extra == 'vllm'", ""]))
+    assert wheel_requires(wheel) == {"liger-kernel", "triton"}
