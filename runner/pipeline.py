@@ -52,12 +52,7 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
     launcher gave the job); `label` prefixes its progress lines when jobs run side by side."""
     config = config or folder.composed()
     if not config.get("stages", {}).get(stage, True):
-        reason = "turned off (stages." + stage + "=false)"
-        if stage == "merge":
-            from runner.report import merge_command
-
-            reason += f"; eval, infer and serve use base + adapter; merged later by {merge_command(folder.path)}"
-        folder.set_stage(stage, "skipped", reason=reason)
+        folder.set_stage(stage, "skipped", reason="turned off (stages." + stage + "=false)")
         return StageResult(stage, "skipped")
     cmd = COMMANDS[stage](folder.path, config)
     if cmd is None:
