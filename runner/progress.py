@@ -10,6 +10,7 @@ import sys
 import time
 
 TQDM = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
+PERCENT = re.compile(r"\d+%\|")   # tqdm's "12%|": what comes before it is the bar's description
 
 
 class StageProgress:
@@ -21,18 +22,28 @@ class StageProgress:
         self.prefix = f"{label} " if label else ""
         self.started = time.monotonic()
         self.step = self.total = 0
+        self.main = False   # the trainer's own bar has shown
         self.eta = ""
         self.loss: float | None = None
         self._last_reported_tenth = -1
         self._last_draw = 0.0
 
     def feed(self, line: str) -> None:
+        """A tqdm line. The trainer's bar has no description; data work has one ("Tokenizing Prompts: ",
+        "Saving the dataset", "Loading weights"). Named bars show until the trainer's appears (a train
+        stage that tokenises first), then only the trainer's; the eval bars inside training are smaller."""
         match = TQDM.search(line)
-        if match:
-            step, total = int(match.group(1)), int(match.group(2))
-            if total >= self.total:  # ignore nested bars (tokenising, loading shards) once training shows
-                self.step, self.total, self.eta = step, total, match.group(4)
-                self._draw()
+        if not match:
+            return
+        step, total = int(match.group(1)), int(match.group(2))
+        named = any(c.isalpha() for c in PERCENT.split(line[: match.start()])[0])
+        if named and self.main:
+            return
+        if not named and not self.main:
+            self.main, self.total = True, 0   # the trainer's bar takes over from the data work's
+        if total >= self.total:  # nested bars (eval within training, shards within loading) stay out
+            self.step, self.total, self.eta = step, total, match.group(4)
+            self._draw()
 
     def record(self, values: dict) -> None:
         if "loss" in values:
