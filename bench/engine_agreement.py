@@ -40,9 +40,7 @@ def agreement(run_dir: Path, engines: list[str], variant: str = "tuned", limit: 
         raise UserError(f"run {folder.run_id}: no generated answers to compare (sqlqa data with a test file)")
     ref = models.tuned_model(run_dir, config) if variant == "tuned" else models.base_model(config)
     gen = settings.generation("sqlqa")
-    tokenizer = generate.load_tokenizer(ref)
-    assert split.template is not None
-    prompt_ids = [list(tokenizer(split.template.prompt(r))["input_ids"]) for r in split.records]
+    prompt_ids = split.prompt_ids(generate.load_tokenizer(ref))
     record: dict = {"run": folder.run_id, "model": ref.describe(), "n": len(prompt_ids),
                     "max_new_tokens": gen.max_new_tokens, "engines": {}}
     answers: dict[str, list[str]] = {}

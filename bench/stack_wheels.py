@@ -133,8 +133,6 @@ def _joined(folders: list[Path], work: Path) -> list[Path]:
 def repack(prefix: str, out: str, without: set[str], cap_mib: float) -> None:
     """The carried folders again, without the named top-level packages and what only they need: a GPU
     session that measures training and the transformers eval carries no vLLM (5 of 12 calls)."""
-    from runner.stack import read_lock
-
     work = Path(tempfile.mkdtemp(prefix="stack-repack-"))
     wheels = {canonical(f.name.split("-")[0]): f for f in _joined(sorted(Path(prefix).parent.glob(
         Path(prefix).name + "[0-9]*")), work)}
@@ -176,7 +174,6 @@ def repack(prefix: str, out: str, without: set[str], cap_mib: float) -> None:
     dropped = sorted(set(wheels) - keep)
     print(f"leaving out {len(dropped)} of {len(wheels)} wheels ({sum(wheels[n].stat().st_size for n in dropped) / 2**20:.0f} "
           f"MiB): {', '.join(dropped)}", flush=True)
-    assert read_lock(LOCK).pins   # the lock the folders were built from is still readable
     pack([wheels[n] for n in sorted(keep & set(wheels))], out, int(cap_mib * 2**20))
     shutil.rmtree(work)
 

@@ -110,23 +110,17 @@ def load_tokenizer(ref: ModelRef) -> Any:
     return tokenizer
 
 
-def load_model(ref: ModelRef, loaded: tuple[ModelRef, Any] | None = None) -> tuple[Any, Any]:
-    """(model in eval mode on the best device, tokenizer). An adapter is merged in for speed.
-
-    `loaded`: a model already in memory and what it is. When `ref` is that same base plus an adapter, the
-    adapter is merged into it in place (on its device) instead of loading the base again: the eval stage
-    scores the base, then the tuned model, with one load of the weights."""
+def load_model(ref: ModelRef) -> tuple[Any, Any]:
+    """(model in eval mode on the best device, tokenizer). An adapter is merged in for speed."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    if loaded is not None and adapts(ref, loaded[0]):
-        return _merged(loaded[1], ref.adapter), load_tokenizer(ref)
     cuda = torch.cuda.is_available()
     # bf16 on GPUs that have it; float32 on CPU, where it is the fast path for small models
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else (torch.float16 if cuda else torch.float32)
     model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=dtype)
     if ref.adapter:
-        model = _merged(model, ref.adapter)
+        model = merge_adapter(model, ref.adapter)
     model.to("cuda" if cuda else "cpu").eval()
     return model, load_tokenizer(ref)
 
@@ -136,7 +130,9 @@ def adapts(ref: ModelRef, loaded: ModelRef | None) -> bool:
     return bool(ref.adapter) and loaded is not None and not loaded.adapter and loaded.path == ref.path
 
 
-def _merged(model: Any, adapter: str) -> Any:
+def merge_adapter(model: Any, adapter: str) -> Any:
+    """The adapter merged into `model`'s weights, in place and on its device (base + adapter → tuned
+    without loading the base again)."""
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, adapter).merge_and_unload().eval()

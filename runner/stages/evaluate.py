@@ -172,6 +172,11 @@ class HeldOut:
     def size(self) -> int:
         return len(self.records) if self.records else len(self._axolotl or [])
 
+    def prompt_ids(self, tokenizer: Any) -> list[list[int]]:
+        """The generation prompts of the test records, tokenised as in training (BOS included)."""
+        assert self.template is not None
+        return [list(tokenizer(self.template.prompt(r))["input_ids"]) for r in self.records]
+
     def examples(self, tokenizer: Any) -> list:
         if self.template is not None and self.records:
             sequence_len = int(self.config.get("sequence_len") or 2048)
@@ -193,7 +198,7 @@ class Loaded:
 
     def load(self, ref: generate.ModelRef) -> tuple[Any, Any]:
         if generate.adapts(ref, self.ref):   # base + adapter over the base in memory: merged in place
-            model, tokenizer = generate.load_model(ref, (self.ref, self.model))
+            model, tokenizer = generate.merge_adapter(self.model, str(ref.adapter)), generate.load_tokenizer(ref)
         else:
             self.drop()   # free the GPU before the next weights arrive
             model, tokenizer = generate.load_model(ref)
@@ -220,8 +225,7 @@ def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: 
     if not split.generates or engine_name is None:
         return figures, None
     gen = settings.generation("sqlqa")
-    assert split.template is not None
-    prompt_ids = [list(tokenizer(split.template.prompt(r))["input_ids"]) for r in split.records]
+    prompt_ids = split.prompt_ids(tokenizer)
     if engine_name != "transformers":
         return figures, prompt_ids
     engine = generate.TransformersEngine(model, tokenizer, gen)
