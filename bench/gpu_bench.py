@@ -61,7 +61,9 @@ def recipes(gpu: str) -> dict[str, list[str]]:
         # QLoRA: 4-bit base weights (MFU counts the logical parameters, not the packed bytes)
         "qlora": [f"gpu={gpu}", default_plugins, "adapter=qlora"],
         "seed_qlora": [f"gpu={gpu}", *SEED, "adapter=qlora"],
-        # full fine-tune: every weight trains, sharded over two GPUs (6N FLOPs a token in the MFU)
+        # full fine-tune: every weight trains (6N FLOPs a token in the MFU), on one GPU as the gpu option
+        # plans it, or sharded over two
+        "full": [f"gpu={gpu}", default_plugins, "adapter=none"],
         "full_zero3": [*two_gpus, "adapter=none", "deepspeed=zero3"],
         "ddp2": [*two_gpus, "deepspeed=none"],
         "zero1": [*two_gpus, "deepspeed=zero1"],

@@ -6,10 +6,10 @@ import is carried as wheels at the lock's versions, in folders small enough for 
 is then what the Modal images install.
 
 Here (needs the package index):
-    python bench/stack_wheels.py build --have bench/gpu-machine-packages.txt --out .stack --cap 60
+    python bench/stack_wheels.py build --have bench/gpu-machine-packages.txt --out .stack --cap 58
 On the GPU machine, one call per folder (the machine keeps /tmp while it stays warm); the last with --finish:
-    python3 bench/stack_wheels.py install .stack11         # staged in /tmp/stack-wheels; parts are joined
-    python3 bench/stack_wheels.py install .stack1 --finish # then one pip call into /tmp/site
+    python3 bench/stack_wheels.py install .stack12         # staged in /tmp/stack-wheels; parts are joined
+    python3 bench/stack_wheels.py install .stack1 --finish # then one pip call into /tmp/site, and bytecode
     PYTHONPATH=/tmp/site:$PWD python3 bench/stack_wheels.py verify --out $OUT/stack.json
 
 `--have` is `pip freeze --all` as read on that machine. Packages the stages never import on one GPU
@@ -236,6 +236,10 @@ def install(folders: list[Path], target: Path, staging: Path, finish: bool) -> N
         shutil.rmtree(target, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                         "--target", str(target), *map(str, wheels)], check=True)
+        # bytecode as pip (and so every Modal image) writes it at install, on every core at once (8 s on the
+        # H200 machine; pip's own would be one core): without it every stage process compiles what it imports
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(target)], check=False,
+                       stdout=subprocess.DEVNULL)
         print(f"installed {len(wheels)} wheels into {target}", flush=True)
 
 

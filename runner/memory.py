@@ -94,8 +94,8 @@ def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None,
         trainable = lora_params(spec, int(config.get("lora_r") or 16)) * 16  # fp32 weight, grad, Adam m, v
         if stage >= 3:
             weights /= shard
-    else:
-        # full fine-tune in mixed precision: 16-bit grads, fp32 master weights and Adam m, v
+    elif stage:
+        # full fine-tune under DeepSpeed's mixed precision: 16-bit grads, fp32 master weights and Adam m, v
         grads, optimizer = params * 2, params * 12
         if stage >= 1:
             optimizer = 0 if offload else optimizer / shard
@@ -104,6 +104,16 @@ def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None,
         if stage >= 3:
             weights = 0 if offload else weights / shard
         trainable = grads + optimizer
+    else:
+        # full fine-tune without DeepSpeed. bf16: axolotl trains the bf16 weights themselves and torch's
+        # AdamW keeps its moments in bf16 too (a 7B on an H200: 64.2 GiB measured, 120.6 from the
+        # mixed-precision count; bench/RESULTS.md §11). fp16 (AMP) and the CPU: fp32 weights, grads and
+        # moments. 8-bit optimizers: one byte a moment.
+        bf16 = config.get("bf16") is True and not on_cpu
+        width = 2 if bf16 else 4
+        moments = 2 if "8bit" in str(config.get("optimizer") or "") else 2 * width
+        master = 0 if bf16 or on_cpu else 2   # fp16 AMP's fp32 weights beyond the 16-bit copy counted above
+        trainable = params * (width + moments + master)
 
     tokens = int(config.get("micro_batch_size") or 1) * row_tokens(config, longest_record_chars)
     d, layers = spec["hidden_size"], spec["num_layers"]

@@ -17,7 +17,7 @@ from runner.records import write_json
 from runner.runfolder import RunFolder
 from runner.settings import STAGES
 from runner.stages import axolotl_stages, evaluate, prepare, stage_env
-from runner.stages.logged import run_logged
+from runner.stages.logged import Standby, run_logged
 
 Command = Callable[[Path, dict[str, Any]], "list[str] | None"]
 
@@ -47,9 +47,11 @@ class StageResult:
 
 
 def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = None,
-              env: dict[str, str] | None = None, label: str | None = None) -> StageResult:
+              env: dict[str, str] | None = None, label: str | None = None,
+              standby: Standby | None = None) -> StageResult:
     """One stage of a run. `env` adds to the stage's environment (CUDA_VISIBLE_DEVICES: the GPUs the local
-    launcher gave the job); `label` prefixes its progress lines when jobs run side by side."""
+    launcher gave the job); `label` prefixes its progress lines when jobs run side by side; `standby`: the
+    stage's process, started earlier and waiting (run_stages)."""
     config = config or folder.composed()
     if not config.get("stages", {}).get(stage, True):
         folder.set_stage(stage, "skipped", reason="turned off (stages." + stage + "=false)")
@@ -77,10 +79,10 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
         folder.set_stage(stage, "failed", error=reason)
         folder.set_state("failed", failed_stage=stage, error=reason)
         raise StageFailed(stage, 1, [], folder.log_file(stage), reason) from e
-    stage_vars = {**stage_env(config, offline=stage != "prepare" or config["model_spec"].get("build") == "tiny"),
-                  **tracker_vars, **(env or {})}
+    stage_vars = {**_stage_vars(config, stage, env), **tracker_vars}
     try:
-        output = run_logged(cmd, folder.log_file(stage), stage, env=stage_vars, cwd=folder.path, label=label)
+        output = run_logged(standby.cmd if standby else cmd, folder.log_file(stage), stage, env=stage_vars,
+                            cwd=folder.path, label=label, standby=standby)
     except KeyboardInterrupt:   # Ctrl-C: the run is interrupted, not running; `runs resume` continues it
         folder.set_stage(stage, "interrupted")
         folder.set_state("interrupted", interrupted_stage=stage)
@@ -101,6 +103,10 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
         _record_prepared(folder)
     tracking.after_stage(folder, config, stage, "succeeded")
     return StageResult(stage, "succeeded")
+
+
+def _stage_vars(config: dict[str, Any], stage: str, env: dict[str, str] | None) -> dict[str, str]:
+    return {**stage_env(config, offline=stage != "prepare" or config["model_spec"].get("build") == "tiny"), **(env or {})}
 
 
 def _prepared_key(folder: RunFolder) -> tuple[dict[str, Any], str] | None:
@@ -166,17 +172,32 @@ def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[st
     that is not prepared yet, by the same code and into the same folder as its preprocess command): then
     the preprocess stage is folded into it, and the run pays one process start-up less."""
     config = folder.composed()
-    for stage in stages:
-        if stage == "preprocess" and "train" in stages and _folds_into_train(folder, config):
-            folder.set_stage(stage, "skipped", folded="train",
-                             reason="tokenised in the train stage's process (one process start-up less)")
-            print(f"  {label + ' ' if label else ''}{stage:<10}  in the train stage's process", file=sys.stderr,
-                  flush=True)
-            continue
-        run_stage(folder, stage, config, env, label)
-        if stage == "train" and folder.status()["stages"].get("preprocess", {}).get("folded") == "train":
-            _record_prepared(folder, "train")
+    standby: Standby | None = None
+    try:
+        for stage in stages:
+            if stage == "preprocess" and "train" in stages and _folds_into_train(folder, config):
+                folder.set_stage(stage, "skipped", folded="train",
+                                 reason="tokenised in the train stage's process (one process start-up less)")
+                print(f"  {label + ' ' if label else ''}{stage:<10}  in the train stage's process", file=sys.stderr,
+                      flush=True)
+                continue
+            if stage == "train" and "eval" in stages and _eval_on_standby(config):
+                standby = Standby(evaluate.command(folder.path, config, standby=True),
+                                  env=_stage_vars(config, "eval", env), cwd=folder.path)
+            run_stage(folder, stage, config, env, label, standby=standby if stage == "eval" else None)
+            if stage == "train" and folder.status()["stages"].get("preprocess", {}).get("folded") == "train":
+                _record_prepared(folder, "train")
+    finally:
+        if standby is not None:   # a failed or interrupted train, or eval turned off: it exits unused
+            standby.discard()
     folder.set_state("succeeded")
+
+
+def _eval_on_standby(config: dict[str, Any]) -> bool:
+    """Start the eval stage's process with the train stage on a GPU job: its imports (torch, transformers,
+    peft: 15-20 s on the H200 machine, bench/RESULTS.md §11) overlap training, which leaves the CPU's other
+    cores idle. Not on a CPU job, where they would compete with training for the same cores."""
+    return bool((config.get("stages") or {}).get("eval", True)) and config["gpu"].get("modal") is not None
 
 
 def _folds_into_train(folder: RunFolder, config: dict[str, Any]) -> bool:

@@ -106,6 +106,10 @@ def check_combination(config: dict[str, Any], choices: dict[str, str | None]) ->
         raise UserError("adapter=qlora needs load_in_4bit=true (adapter=qlora sets it; something turned it off)")
     if config.get("load_in_4bit") and adapter != "qlora":
         raise UserError(f"load_in_4bit=true needs adapter=qlora (got adapter={adapter or 'none'})")
+    if not adapter:
+        for key in ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"):
+            if config.get(key) is True:
+                raise UserError(f"{key}=true needs an adapter (LoRA or QLoRA): a full fine-tune has no LoRA layers to fuse")
     if config.get("bf16") is True and config.get("fp16") is True:
         raise UserError("bf16 and fp16 are both true: choose one")
     if on_cpu:

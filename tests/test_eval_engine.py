@@ -170,3 +170,24 @@ def test_vllm_eval_starts_one_engine_when_tuned_is_base_plus_adapter(monkeypatch
         assert seen["calls"][0] is None and seen["calls"][1]["path"] == str(folder.outputs)   # base, then tuned
     assert record["base"]["generated_tokens"] == record["tuned"]["generated_tokens"] == 3 * 4
     assert record["base"]["exact_match"] == record["tuned"]["exact_match"] and record["tuned"]["eval_loss"] > 0
+
+
+def test_batch_size_null_fits_the_batch_to_the_gpus_free_memory(monkeypatch):
+    import torch
+    from transformers import LlamaConfig
+
+    llama7b = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                          num_key_value_heads=32, vocab_size=32000)
+    on_gpu = types.SimpleNamespace(device=torch.device("cuda", 0), config=llama7b)
+    free = {"bytes": 125 * 2**30}   # an H200 with a 7B loaded
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 141 * 2**30))
+    # the default 7B job's 200 prompts (up to ~250 tokens) + 64 new tokens: one generate batch
+    assert generate.rows_that_fit(on_gpu, 250 + 64, limit=200) == 200
+    # a loss batch also holds the logits of every token: fewer rows of the same length fit
+    assert generate.rows_that_fit(on_gpu, 314, limit=10_000, logits=True) < generate.rows_that_fit(on_gpu, 314, limit=10_000)
+    free["bytes"] = 4 * 2**30   # a small card: smaller batches, never none
+    assert 1 <= generate.rows_that_fit(on_gpu, 314, limit=200) < 20
+    assert generate.rows_that_fit(on_gpu, 10**7, limit=200) == 1
+    on_cpu = types.SimpleNamespace(device=torch.device("cpu"), config=llama7b)
+    assert generate.rows_that_fit(on_cpu, 314, limit=200) == generate.CPU_ROWS
+    assert generate.rows_that_fit(on_cpu, 314, limit=3) == 3

@@ -38,3 +38,16 @@ def test_sweeping_the_card_with_a_fixed_recipe_keeps_the_data_pipeline(plan):
     # by default each card brings its own recipe, and the job lines say so
     jobs = plan_jobs(["gpu=t4,h100", "model=pythia"], multirun=True)
     assert [job.choices["recipe"] for job in jobs] == ["fp16", "packed_bf16"]
+
+
+def test_a_full_fine_tune_turns_the_lora_kernels_off(plan):
+    # axolotl's fused LoRA kernels stop a model without LoRA layers at load ("Model must be a PeftModelForCausalLM")
+    import pytest
+
+    from runner.errors import UserError
+
+    config = plan("gpu=h200", "model=llama2", "adapter=none").config
+    assert not any(config[key] for key in ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"))
+    assert plan("gpu=h200", "model=llama2").config["lora_qkv_kernel"] is True   # LoRA keeps them
+    with pytest.raises(UserError, match="lora_mlp_kernel=true needs an adapter"):
+        plan("gpu=h200", "model=llama2", "adapter=none", "lora_mlp_kernel=true")

@@ -36,7 +36,7 @@ class ModelRef:
 @dataclass(frozen=True)
 class GenerationSettings:
     max_new_tokens: int = 64
-    batch_size: int = 64            # transformers only: prompts per generate() call
+    batch_size: int | None = None   # transformers only: prompts per generate() call (None: rows_that_fit)
     stop: tuple[str, ...] = ()      # besides EOS
 
 
@@ -61,11 +61,12 @@ def gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
-# `auto` takes vLLM from this many prompts per model on: below it, vLLM's engine start (≈ 43 s with
-# torch.compile on an H200) costs more than its faster decoding saves. Measured with the default 7B job's
-# 200 held-out records: eval stage 166 s with vLLM (two engine starts then; base + adapter now share one),
-# 39-54 s with transformers (bench/RESULTS.md §9).
-VLLM_MIN_PROMPTS = 1000
+# `auto` takes vLLM from this many prompts per model on: below it, vLLM's engine start costs more than its
+# faster decoding saves. On the lent H200 (bench/RESULTS.md §9, §11) the engine start with the LoRA
+# enabled took 135-178 s (torch.compile, CUDA graphs), and generated the default 7B job's 200 answers in
+# 7 s; transformers, one batch of 200, in 3-4 s: about 60 prompts a second, so vLLM's start is worth
+# some 9 000 prompts of transformers' time before its decoding saves anything.
+VLLM_MIN_PROMPTS = 10_000
 
 
 def choose_engine(requested: str = "auto", prompts: int | None = None) -> str:
@@ -118,11 +119,49 @@ def load_model(ref: ModelRef) -> tuple[Any, Any]:
     cuda = torch.cuda.is_available()
     # bf16 on GPUs that have it; float32 on CPU, where it is the fast path for small models
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else (torch.float16 if cuda else torch.float32)
-    model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=dtype)
+    # on a GPU the weights go straight from the files to the device: loading a 7B into host memory first
+    # and moving it then took about three times as long
+    model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=dtype, device_map="cuda" if cuda else None)
     if ref.adapter:
         model = merge_adapter(model, ref.adapter)
     model.to("cuda" if cuda else "cpu").eval()
     return model, load_tokenizer(ref)
+
+
+CPU_ROWS = 64   # rows per batch on a CPU, where a larger batch buys nothing
+
+
+def attention_kernels() -> Any:
+    """Context for the eval's batched forward passes: SDPA without cuDNN's attention. Padded batches carry
+    an attention mask, for which torch picks cuDNN's kernel on Hopper, and cuDNN builds a graph for every
+    new shape: each decoding step of the first generate call (its key length grows by one) paid a build.
+    On an H200, 200 prompts, 64 new tokens: first call 14.3 s with cuDNN, 4.3 s without (second calls
+    3.2 and 2.6 s; bench/RESULTS.md §11)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
+def rows_that_fit(model: Any, row_tokens: int, limit: int, logits: bool = False) -> int:
+    """Rows of `row_tokens` tokens per batch for `model`: on a GPU as many as fit in half of its free memory,
+    at most `limit`; CPU_ROWS on a CPU. A token costs its K and V in every layer and the MLP's activations,
+    generously; `logits`: also logits over the vocabulary for every token (a loss batch; generation keeps
+    the last position's only). On an H200 the default 7B job's 200 held-out prompts go in one batch:
+    generation steps the whole batch at once, so fewer batches is fewer steps."""
+    import torch
+
+    if model.device.type != "cuda":
+        return max(1, min(CPU_ROWS, limit))
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    hidden = int(config.hidden_size)
+    heads = int(getattr(config, "num_attention_heads", 1) or 1)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
+    per_token = (2 * int(config.num_hidden_layers) * kv_heads * head_dim * 2         # K and V, 2 bytes each
+                 + 8 * int(getattr(config, "intermediate_size", None) or 4 * hidden)
+                 + (12 * int(config.vocab_size) if logits else 0))                    # bf16 + float32 + softmax
+    free, _ = torch.cuda.mem_get_info(model.device)
+    return max(1, min(limit, int(free / 2 / (per_token * max(1, row_tokens)))))
 
 
 def adapts(ref: ModelRef, loaded: ModelRef | None) -> bool:
@@ -181,12 +220,14 @@ class TransformersEngine:
         texts: list[str] = [""] * len(prompt_ids)
         pad = self.tokenizer.pad_token_id
         extra = {"stop_strings": self.stop_strings, "tokenizer": self.tokenizer} if self.stop_strings else {}
-        for batch in _batches(order, max(1, self.settings.batch_size)):
+        size = self.settings.batch_size or rows_that_fit(
+            self.model, max((len(ids) for ids in prompt_ids), default=1) + self.settings.max_new_tokens, len(order))
+        for batch in _batches(order, max(1, size)):
             width = max(len(prompt_ids[i]) for i in batch)
             rows = [[pad] * (width - len(prompt_ids[i])) + list(prompt_ids[i]) for i in batch]
             mask = [[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i]) for i in batch]
             device = self.model.device
-            with torch.inference_mode():
+            with torch.inference_mode(), attention_kernels():
                 output = self.model.generate(
                     input_ids=torch.tensor(rows, device=device), attention_mask=torch.tensor(mask, device=device),
                     max_new_tokens=self.settings.max_new_tokens, do_sample=False, temperature=None, top_p=None,

@@ -19,13 +19,18 @@ from runner.evals.prompts import IGNORE_INDEX
 Example = tuple[list[int], list[int]]
 
 
-def mean_token_loss(model: Any, examples: list[Example], pad_id: int, batch_size: int = 16) -> dict[str, Any]:
-    """{"eval_loss", "perplexity", "eval_tokens"} of `model` on `examples`."""
+def mean_token_loss(model: Any, examples: list[Example], pad_id: int, batch_size: int | None = None) -> dict[str, Any]:
+    """{"eval_loss", "perplexity", "eval_tokens"} of `model` on `examples` (batch_size None: as many rows as
+    fit, runner.evals.generate.rows_that_fit)."""
     import torch
     import torch.nn.functional as F
 
+    from runner.evals.generate import attention_kernels, rows_that_fit
+
     examples = [e for e in examples if any(label != IGNORE_INDEX for label in e[1][1:])]
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i][0]))
+    if not batch_size:
+        batch_size = rows_that_fit(model, len(examples[order[0]][0]) if order else 1, max(1, len(order)), logits=True)
     total, count = 0.0, 0
     device = model.device
     for start in range(0, len(order), max(1, batch_size)):
@@ -34,7 +39,7 @@ def mean_token_loss(model: Any, examples: list[Example], pad_id: int, batch_size
         ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in batch], device=device)
         labels = torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in batch], device=device)
         mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch], device=device)
-        with torch.inference_mode():
+        with torch.inference_mode(), attention_kernels():
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             targets = labels[:, 1:]
             total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),

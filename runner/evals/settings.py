@@ -3,7 +3,8 @@
     eval:
       engine: auto            # auto | vllm | transformers (auto: vLLM if installed and a GPU is present)
       max_new_tokens: 64      # generated tokens per answer, greedy
-      batch_size: 64          # prompts per batch (transformers) and sequences per loss batch
+      batch_size: null        # prompts per batch (transformers) and sequences per loss batch; null: as
+                              #   many as fit in half the GPU's free memory (64 on a CPU)
       limit: null             # evaluate only the first N held-out records
       base: true              # also evaluate the base model, for base → tuned figures
       stop: null              # stop strings besides EOS; null: ["[/SQL]"] for sqlqa, none otherwise
@@ -25,7 +26,7 @@ SQL_STOP = ("[/SQL]",)
 class EvalSettings:
     engine: str = "auto"
     max_new_tokens: int = 64
-    batch_size: int = 64
+    batch_size: int | None = None
     limit: int | None = None
     base: bool = True
     stop: tuple[str, ...] | None = None
@@ -47,8 +48,10 @@ class EvalSettings:
             raise UserError(f"eval.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         for key in ("max_new_tokens", "batch_size"):
             value = getattr(self, key)
+            if value is None and key == "batch_size":
+                continue
             if not isinstance(value, int) or value < 1:
-                raise UserError(f"eval.{key} must be a whole number of at least 1, got {value!r}")
+                raise UserError(f"eval.{key} must be a whole number of at least 1{' or null' if key == 'batch_size' else ''}, got {value!r}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise UserError(f"eval.limit must be null or a whole number of at least 1, got {self.limit!r}")
         if not isinstance(self.sql_time_limit_s, (int, float)) or self.sql_time_limit_s <= 0:

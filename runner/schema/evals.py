@@ -14,7 +14,7 @@ ENGINES = ("auto", "vllm", "transformers")
 class EvalConfig:
     engine: str = "auto"                 # auto | vllm | transformers (auto: vLLM if installed and a GPU is present)
     max_new_tokens: int = 64             # greedy tokens per answer
-    batch_size: int = 64                 # prompts per generate batch; sequences per loss batch
+    batch_size: Optional[int] = None     # prompts per generate batch; sequences per loss batch (null: as many as fit)
     limit: Optional[int] = None          # evaluate only the first N held-out records
     base: bool = True                    # also evaluate the base model (base → tuned figures)
     stop: Optional[List[str]] = None     # stop strings besides EOS; null: ["[/SQL]"] for sqlqa, none otherwise
@@ -23,7 +23,7 @@ class EvalConfig:
 
 RANGES = {
     "eval.max_new_tokens": at_least(1),
-    "eval.batch_size": at_least(1),
+    "eval.batch_size": at_least(1, allow=(None,)),
     "eval.limit": at_least(1, allow=(None,)),
     "eval.sql_time_limit_s": positive(),
 }

@@ -32,8 +32,9 @@ from runner.stages import python_module
 SUMMARY = {"execution_accuracy": ("exec acc", 3), "exact_match": ("exact match", 3), "perplexity": ("perplexity", 2)}
 
 
-def command(run_dir: Path, config: dict[str, Any]) -> list[str]:
-    return python_module("runner.stages.evaluate", str(run_dir))
+def command(run_dir: Path, config: dict[str, Any], standby: bool = False) -> list[str]:
+    """standby: the process imports what the stage needs, then waits for `go` on stdin (logged.Standby)."""
+    return python_module("runner.stages.evaluate", str(run_dir), *(["--standby"] if standby else []))
 
 
 def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -300,10 +301,28 @@ def summary_lines(record: dict[str, Any]) -> list[list[str]]:
     return lines
 
 
-def main(run_dir: str) -> int:
+def warm_up(config: dict[str, Any]) -> None:
+    """The stage's slow start-up, done ahead: torch, transformers and peft, and the base model's
+    modeling code (resolved from its config, as loading it will)."""
+    import peft  # noqa: F401 - imports transformers and torch
+    from transformers import AutoConfig, AutoModelForCausalLM  # noqa: F401
+
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(str(config["base_model"])))]
+    except Exception:  # noqa: BLE001 - only a head start: the stage itself reports what is wrong
+        pass
+
+
+def main(run_dir: str, *flags: str) -> int:
     from runner.runfolder import RunFolder
 
     folder = RunFolder(Path(run_dir))
+    if "--standby" in flags:
+        warm_up(folder.composed())
+        if sys.stdin.readline().strip() != "go":   # the pipeline discarded it: the train stage did not succeed
+            return 0
     try:
         record = evaluate_run(folder.path, folder.composed())
     except UserError as e:

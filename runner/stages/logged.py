@@ -50,8 +50,50 @@ def parse_metric_dict(text: str) -> dict | None:
     return values
 
 
+class Standby:
+    """A stage process started ahead of its turn: it does its slow start-up (imports) while an earlier
+    stage runs, then waits for `go` on its stdin. `run_logged(..., standby=...)` lets it go and follows it
+    like any stage; `discard()` stops it, and it exits on its own without working when its stdin closes
+    (this process ended) before `go`."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str] | None = None, cwd: str | Path | None = None):
+        self.cmd = cmd
+        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **(env or {})}, cwd=cwd)
+
+    def go(self) -> subprocess.Popen:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(GO)
+            self.process.stdin.close()
+        except OSError:   # it has already ended (a crash while importing): its output says why
+            pass
+        return self.process
+
+    def discard(self) -> None:
+        """Stop it if it still runs (it may be importing still: closing its stdin alone would wait for that)."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+GO = b"go\n"
+
+
 def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] | None = None,
-               cwd: str | Path | None = None, label: str | None = None) -> StageOutput:
+               cwd: str | Path | None = None, label: str | None = None, standby: Standby | None = None) -> StageOutput:
+    """Run `cmd` (or let `standby`, started earlier with the same command, go) and follow it to the end."""
     progress = StageProgress(stage, label=label)
     output = StageOutput(returncode=-1)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -61,8 +103,8 @@ def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] |
         if env and env.get("CUDA_VISIBLE_DEVICES") is not None:
             log.write(f"# CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}\n".encode())
         log.flush()
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})}, cwd=cwd)
+        process = standby.go() if standby is not None else subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd)
         try:
             _follow(process, log, progress, output, tail)
         except KeyboardInterrupt:   # stop the stage's process too (it may not share our Ctrl-C)

@@ -1,0 +1,69 @@
+"""The eval stage's process on standby: started with the train stage on GPU jobs, it imports while the
+model trains, then evaluates when let go, or exits unused when train does not succeed."""
+
+import time
+
+import pytest
+
+from runner import pipeline
+from runner.stages import evaluate, stage_env
+from runner.stages.logged import Standby, run_logged
+from test_eval_stage import QUICK, make_run, tiny_model  # noqa: F401 - the module-scoped tiny model fixture
+
+
+def start(folder) -> Standby:
+    config = folder.composed()
+    return Standby(evaluate.command(folder.path, config, standby=True), env=stage_env(config), cwd=folder.path)
+
+
+def test_a_standby_eval_waits_then_evaluates_when_let_go(plan, tmp_path, tiny_model):
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings={**QUICK, "limit": 3}, tuned="adapter")
+    standby = start(folder)
+    time.sleep(1.0)
+    assert standby.process.poll() is None and "eval" not in folder.metrics()   # imported, waiting
+    output = run_logged(standby.cmd, folder.log_file("eval"), "eval", standby=standby)
+    assert output.returncode == 0
+    record = folder.metrics()["eval"]
+    assert record["n"] == 3 and record["tuned"]["eval_loss"] == pytest.approx(record["base"]["eval_loss"], rel=1e-4)
+    assert "--standby" in folder.log_file("eval").read_text().splitlines()[0]
+
+
+def test_a_discarded_standby_exits_without_evaluating(plan, tmp_path, tiny_model):
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings=QUICK, tuned="adapter")
+    standby = start(folder)
+    standby.discard()   # at once, while it imports
+    assert standby.process.returncode is not None and "eval" not in folder.metrics()
+    standby = start(folder)
+    standby.process.stdin.close()   # the pipeline ended before train did: it finds no `go` and leaves
+    assert standby.process.wait(timeout=120) == 0 and "eval" not in folder.metrics()
+
+
+def test_gpu_jobs_put_eval_on_standby_cpu_jobs_do_not(plan):
+    assert pipeline._eval_on_standby(plan("gpu=h200", "model=llama2").config)
+    assert not pipeline._eval_on_standby(plan("gpu=h200", "model=llama2", "stages.eval=false").config)
+    assert not pipeline._eval_on_standby(plan().config)   # the CPU: importing would slow training down
+
+
+def test_a_failed_train_discards_the_standby(plan, tmp_path, tiny_model, monkeypatch):
+    folder = make_run(plan, tmp_path, tiny_model, tuned="adapter")
+    events = []
+
+    class Recorded:
+        def __init__(self, cmd, env=None, cwd=None):
+            self.cmd = cmd
+            events.append("started")
+
+        def discard(self):
+            events.append("discarded")
+
+    def run_stage(folder, stage, config, env, label, standby=None):
+        events.append(stage)
+        if stage == "train":
+            raise pipeline.StageFailed("train", 1, [], folder.log_file("train"))
+
+    monkeypatch.setattr(pipeline, "_eval_on_standby", lambda config: True)
+    monkeypatch.setattr(pipeline, "Standby", Recorded)
+    monkeypatch.setattr(pipeline, "run_stage", run_stage)
+    with pytest.raises(pipeline.StageFailed):
+        pipeline.run_stages(folder, stages=("train", "eval"))
+    assert events == ["started", "train", "discarded"]
