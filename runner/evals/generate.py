@@ -123,9 +123,8 @@ def load_model(ref: ModelRef) -> tuple[Any, Any]:
     # and moving it then took about three times as long
     model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=dtype, device_map="cuda" if cuda else None)
     if ref.adapter:
-        model = merge_adapter(model, ref.adapter)
-    model.to("cuda" if cuda else "cpu").eval()
-    return model, load_tokenizer(ref)
+        model = merge_adapter(model, ref.adapter)   # on the weights' device
+    return model.eval(), load_tokenizer(ref)
 
 
 CPU_ROWS = 64   # rows per batch on a CPU, where a larger batch buys nothing

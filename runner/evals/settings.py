@@ -46,14 +46,12 @@ class EvalSettings:
     def check(self) -> None:
         if self.engine not in ENGINES:
             raise UserError(f"eval.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        for key in ("max_new_tokens", "batch_size"):
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise UserError(f"eval.max_new_tokens must be a whole number of at least 1, got {self.max_new_tokens!r}")
+        for key in ("batch_size", "limit"):
             value = getattr(self, key)
-            if value is None and key == "batch_size":
-                continue
-            if not isinstance(value, int) or value < 1:
-                raise UserError(f"eval.{key} must be a whole number of at least 1{' or null' if key == 'batch_size' else ''}, got {value!r}")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
-            raise UserError(f"eval.limit must be null or a whole number of at least 1, got {self.limit!r}")
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"eval.{key} must be null or a whole number of at least 1, got {value!r}")
         if not isinstance(self.sql_time_limit_s, (int, float)) or self.sql_time_limit_s <= 0:
             raise UserError(f"eval.sql_time_limit_s must be positive, got {self.sql_time_limit_s!r}")
 

@@ -319,12 +319,13 @@ def main(run_dir: str, *flags: str) -> int:
     from runner.runfolder import RunFolder
 
     folder = RunFolder(Path(run_dir))
+    config = folder.composed()
     if "--standby" in flags:
-        warm_up(folder.composed())
+        warm_up(config)
         if sys.stdin.readline().strip() != "go":   # the pipeline discarded it: the train stage did not succeed
             return 0
     try:
-        record = evaluate_run(folder.path, folder.composed())
+        record = evaluate_run(folder.path, config)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
