@@ -64,6 +64,8 @@ def recipes(gpu: str) -> dict[str, list[str]]:
         # full fine-tune: every weight trains (6N FLOPs a token in the MFU), on one GPU as the gpu option
         # plans it, or sharded over two
         "full": [f"gpu={gpu}", default_plugins, "adapter=none"],
+        # a micro batch the memory model finds too big without checkpointing: it turns checkpointing on
+        "full_mb4": [f"gpu={gpu}", default_plugins, "adapter=none", "micro_batch_size=4"],
         "full_zero3": [*two_gpus, "adapter=none", "deepspeed=zero3"],
         "ddp2": [*two_gpus, "deepspeed=none"],
         "zero1": [*two_gpus, "deepspeed=zero1"],

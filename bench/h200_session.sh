@@ -11,8 +11,11 @@
 #   1. bench/pipeline_bench.py: the shipped default cold (a fresh runs root), then the seed's recipe
 #      through the same pipeline in the same root, then the default again there (`rerun=true`: its data
 #      key and base figures are known, as for the second job of a sweep)
-#   2. bench/gpu_bench.py: throughput rows default, qlora, seed_qlora, full (20 optimizer steps each)
-#   3. bench/engine_agreement.py on the default's run: transformers and vLLM, the same weights and prompts
+#   2. bench/gpu_bench.py: throughput rows default, qlora, full (20 optimizer steps each)
+#   3. the default cold once more, in a second fresh runs root (is the first cold figure typical?)
+# `ROWS="full full_mb4"` runs only those throughput rows instead. `AGREEMENT=1` adds
+# bench/engine_agreement.py on the default's run (transformers and vLLM, the same
+# weights and prompts; ≈ 250 s of device time, mostly vLLM's start).
 set -uo pipefail
 OUT=${OUT:-/tmp/bench/outbox}
 RESULTS=/tmp/bench/results
@@ -27,17 +30,28 @@ BASE="model=llama2 base_model=$MODEL gpu=h200"
 
 chain() {
   cd /tmp/bench/repo || exit 1
+  if [ -n "${ROWS:-}" ]; then   # ROWS="full full_mb4": only these throughput rows
+    echo "=== throughput $(date +%T)"
+    python3 bench/gpu_bench.py --model $MODEL --data /tmp/bench/sqlqa.jsonl --out $RESULTS/throughput.jsonl \
+      --steps 20 $ROWS
+    echo "=== done $(date +%T)"
+    return
+  fi
   local root=/tmp/bench/pipe
   echo "=== pipeline $(date +%T)"
   python3 bench/pipeline_bench.py --out $RESULTS/pipeline.jsonl --runs-root $root \
     "default=$BASE" "seed=$BASE recipe=seed" "default_warm=$BASE rerun=true"
   echo "=== throughput $(date +%T)"
   python3 bench/gpu_bench.py --model $MODEL --data /tmp/bench/sqlqa.jsonl --out $RESULTS/throughput.jsonl \
-    --steps 20 default qlora seed_qlora full
-  echo "=== agreement $(date +%T)"
-  local run
-  run=$(ls -d $root/2* | head -1)   # run ids start with the time: the first is the default's
-  python3 bench/engine_agreement.py "$run" --engines transformers,vllm --out $RESULTS/agreement.jsonl
+    --steps 20 default qlora full
+  echo "=== pipeline again $(date +%T)"
+  python3 bench/pipeline_bench.py --out $RESULTS/pipeline.jsonl --runs-root /tmp/bench/pipe2 "default_cold2=$BASE"
+  if [ "${AGREEMENT:-0}" = 1 ]; then
+    echo "=== agreement $(date +%T)"
+    local run
+    run=$(ls -d $root/2* | head -1)   # run ids start with the time: the first is the default's
+    python3 bench/engine_agreement.py "$run" --engines transformers,vllm --out $RESULTS/agreement.jsonl
+  fi
   echo "=== done $(date +%T)"
 }
 
@@ -52,7 +66,7 @@ collect() {
   kill -0 "$pid" 2>/dev/null && { echo "still running after ${waited} s:"; tail -3 /tmp/bench/chain.log; }
   cp -r $RESULTS/. "$OUT/" 2>/dev/null
   cp /tmp/bench/chain.log "$OUT/"
-  for root in /tmp/bench/pipe /tmp/bench/runs; do
+  for root in /tmp/bench/pipe /tmp/bench/pipe2 /tmp/bench/runs; do
     [ -d $root ] && (cd $root && tar czf "$OUT/$(basename $root)-logs.tgz" --exclude='*/outputs' --exclude='_prepared' \
       --exclude='*/checkpoint-*' --exclude='_eval_cache' . 2>/dev/null)
   done
@@ -74,7 +88,7 @@ start)
   while pgrep -f make_random_llama >/dev/null; do sleep 2; done
   tail -2 /tmp/bench/make7b.log
   export -f chain
-  export RESULTS MODEL BASE
+  export RESULTS MODEL BASE AGREEMENT ROWS
   setsid nohup bash -c chain >/tmp/bench/chain.log 2>&1 </dev/null &
   echo $! >/tmp/bench/chain.pid
   collect "${2:-400}"

@@ -18,6 +18,10 @@ FRAGMENTATION = 1.05
 # (attention scores not materialised, as with flash/SDPA kernels). Korthikanti et al. 2022 give ~34·d
 # for full training; LoRA with axolotl's kernels measured 25·d on an H100 (Llama-2-7B, bench/NOTES.md).
 ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH = 26
+# A full fine-tune (no adapter, so no fused LoRA kernels) keeps every block's intermediates, the MLP's
+# gate, up and product included: Llama-2-7B on an H200, 4 rows of 4 096 tokens, 110.2 GiB allocated in
+# the first step (weights + activations, no Adam moments yet) = 48·d (bench/RESULTS.md §12).
+FULL_ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH = 48
 # Logits in 16 and 32 bit, their gradient and the loss's softmax: ~24 bytes per token per vocab entry
 # (Llama-2-7B: 47 GiB active without a fused loss vs 40 GiB with Liger's fused linear cross-entropy).
 LOGIT_BYTES_PER_TOKEN_PER_VOCAB = 24
@@ -118,11 +122,12 @@ def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None,
     tokens = int(config.get("micro_batch_size") or 1) * row_tokens(config, longest_record_chars)
     d, layers = spec["hidden_size"], spec["num_layers"]
     checkpointing = config.get("gradient_checkpointing") if gradient_checkpointing is None else gradient_checkpointing
+    per_width = ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH if config.get("adapter") else FULL_ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH
     if checkpointing is True:
         # layer inputs kept, one layer's internals recomputed at a time
-        activations = tokens * d * 2 * layers + tokens * d * ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH
+        activations = tokens * d * 2 * layers + tokens * d * per_width
     else:
-        activations = tokens * d * ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH * layers
+        activations = tokens * d * per_width * layers
     fused_ce = bool(config.get("liger_fused_linear_cross_entropy") or config.get("cut_cross_entropy"))
     logits = 0 if fused_ce else tokens * spec["vocab_size"] * LOGIT_BYTES_PER_TOKEN_PER_VOCAB
 
