@@ -28,12 +28,16 @@ export VLLM_USE_FLASHINFER_SAMPLER=0
 MODEL=/tmp/bench/llama7b-random
 BASE="model=llama2 base_model=$MODEL gpu=h200"
 
+throughput() {   # ROW...: bench/gpu_bench.py's rows, 20 optimizer steps each
+  echo "=== throughput $(date +%T)"
+  python3 bench/gpu_bench.py --model $MODEL --data /tmp/bench/sqlqa.jsonl --out $RESULTS/throughput.jsonl \
+    --steps 20 "$@"
+}
+
 chain() {
   cd /tmp/bench/repo || exit 1
   if [ -n "${ROWS:-}" ]; then   # ROWS="full full_mb4": only these throughput rows
-    echo "=== throughput $(date +%T)"
-    python3 bench/gpu_bench.py --model $MODEL --data /tmp/bench/sqlqa.jsonl --out $RESULTS/throughput.jsonl \
-      --steps 20 $ROWS
+    throughput $ROWS
     echo "=== done $(date +%T)"
     return
   fi
@@ -41,9 +45,7 @@ chain() {
   echo "=== pipeline $(date +%T)"
   python3 bench/pipeline_bench.py --out $RESULTS/pipeline.jsonl --runs-root $root \
     "default=$BASE" "seed=$BASE recipe=seed" "default_warm=$BASE rerun=true"
-  echo "=== throughput $(date +%T)"
-  python3 bench/gpu_bench.py --model $MODEL --data /tmp/bench/sqlqa.jsonl --out $RESULTS/throughput.jsonl \
-    --steps 20 default qlora full
+  throughput default qlora full
   echo "=== pipeline again $(date +%T)"
   python3 bench/pipeline_bench.py --out $RESULTS/pipeline.jsonl --runs-root /tmp/bench/pipe2 "default_cold2=$BASE"
   if [ "${AGREEMENT:-0}" = 1 ]; then
@@ -87,7 +89,7 @@ start)
   } | tee "$OUT/imports.txt"
   while pgrep -f make_random_llama >/dev/null; do sleep 2; done
   tail -2 /tmp/bench/make7b.log
-  export -f chain
+  export -f chain throughput
   export RESULTS MODEL BASE AGREEMENT ROWS
   setsid nohup bash -c chain >/tmp/bench/chain.log 2>&1 </dev/null &
   echo $! >/tmp/bench/chain.pid

@@ -122,7 +122,8 @@ def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None,
     tokens = int(config.get("micro_batch_size") or 1) * row_tokens(config, longest_record_chars)
     d, layers = spec["hidden_size"], spec["num_layers"]
     checkpointing = config.get("gradient_checkpointing") if gradient_checkpointing is None else gradient_checkpointing
-    per_width = ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH if config.get("adapter") else FULL_ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH
+    per_width = (ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH if config.get("adapter")
+                 else FULL_ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH)
     if checkpointing is True:
         # layer inputs kept, one layer's internals recomputed at a time
         activations = tokens * d * 2 * layers + tokens * d * per_width
