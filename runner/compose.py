@@ -221,7 +221,28 @@ def from_hydra(cfg: Any, display: list[str]) -> ComposedJob:
     if "hydra" in tree:
         with open_dict(tree):
             del tree["hydra"]
+    _absolute_local_paths(tree, Path(hydra_node.runtime.get("cwd") or Path.cwd()))
     return ComposedJob(overrides=list(display), choices=choices, tree=tree, config_sources=sources)
+
+
+LOCAL_PATH_KEYS = ("dataset.path", "dataset.test_path", "base_model")
+
+
+def _absolute_local_paths(tree: Any, cwd: Path) -> None:
+    """Stages run inside the run folder: a relative path the user typed (`dataset.path=data/train.jsonl`,
+    `base_model=./my-model`) that names something here is made absolute against where the runner started,
+    so axolotl, the eval stage and the run's records all find the same file."""
+    from omegaconf import OmegaConf
+
+    for key in LOCAL_PATH_KEYS:
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(tree, parent_key) if parent_key else tree
+        if parent is None or leaf not in parent or OmegaConf.is_interpolation(parent, leaf):
+            continue
+        value = parent[leaf]
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute() \
+                and (cwd / value).exists():
+            parent[leaf] = str((cwd / value).resolve())
 
 
 def _first_line(e: Exception) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -90,7 +91,7 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
     if stage == "train" and output.records:
         history = _after_earlier_attempts(folder, output.records)
         write_json(folder.path / "logs" / "train_history.json", history)
-        folder.update_metrics(**axolotl_stages.train_metrics(history))
+        folder.update_metrics(**axolotl_stages.train_metrics(history), **_startup(folder, output.records))
     if output.returncode != 0:
         reason = output.reason
         error = {"error": reason} if reason else {}   # `runs show RUN` prints a stage's error
@@ -155,6 +156,20 @@ def _record_prepared(folder: RunFolder, stage: str = "preprocess") -> None:
                                              "datasets": datasets})
 
 
+def _startup(folder: RunFolder, records: list[dict]) -> dict[str, Any]:
+    """Seconds from the attempt's start (its first stage) to the first optimizer step (the trainer logs every
+    step), and the train process's own part of that: imports, tokenising, loading the model."""
+    first = next((r["wall_s"] for r in records if isinstance(r.get("loss"), float) and "wall_s" in r), None)
+    status = folder.status()
+    train_started = status["stages"].get("train", {}).get("started_at")
+    if first is None or train_started is None:
+        return {}
+    startup = {"train_process_s": first}
+    if status.get("started_at"):
+        startup["first_step_s"] = round(train_started + first - status["started_at"], 2)
+    return {"startup": startup}
+
+
 def _after_earlier_attempts(folder: RunFolder, records: list[dict]) -> list[dict]:
     """A resumed train logs from its checkpoint on: keep what the earlier attempt logged before that."""
     from runner.records import read_json
@@ -172,6 +187,7 @@ def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[st
     that is not prepared yet, by the same code and into the same folder as its preprocess command): then
     the preprocess stage is folded into it, and the run pays one process start-up less."""
     config = folder.composed()
+    folder.set_state("running", started_at=round(time.time(), 3))   # this attempt's start: start-up is timed from it
     standby: Standby | None = None
     try:
         for stage in stages:

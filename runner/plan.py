@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import validate
+from runner import schedule, validate
 from runner.backends.placement import Placement, place
 from runner.compose import DRY_RUN_ID, ComposedJob, JobOverrides, compose_job, expand_overrides
 from runner.compute import ComputeSpec, compute_spec
@@ -16,7 +16,8 @@ from runner.settings import split_config
 
 # What planning derives from the composed config (runner/validate.py: `auto` memory settings, save/eval
 # schedules); a run's resolution takes them over instead of deriving them again.
-DERIVED = ("micro_batch_size", "gradient_checkpointing", "saves_per_epoch", "evals_per_epoch", "dataset_num_proc")
+DERIVED = ("num_epochs", "learning_rate", "sequence_len", "micro_batch_size", "gradient_checkpointing",
+           "saves_per_epoch", "evals_per_epoch", "dataset_num_proc")
 
 
 @dataclass
@@ -67,19 +68,24 @@ def plan_composed(composed: ComposedJob) -> Job:
     if config["dataset"].get("test_path"):
         data["test"] = check_data_file(config["dataset"]["test_path"], config["dataset"]["format"])
     longest = data["train"].longest_record_chars
-    _resolve_settings(config, longest)
+    _resolve_settings(config, data["train"])
     validate.resolve_data_processes(config, data["train"].records)
     validate.check_axolotl_keys(split_config(config)[1])
     validate.check_combination(config, choices)
+    validate.check_build_target(config)
     validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)
     avg_chars = _average_record_chars(data["train"])
     return Job(composed, config, compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason), data, placement)
 
 
-def _resolve_settings(config: dict[str, Any], longest_record_chars: int | None) -> None:
-    """Settings the runner derives from the composed config: `auto` memory values, save/eval schedules."""
-    validate.resolve_memory_settings(config, longest_record_chars)
+def _resolve_settings(config: dict[str, Any], train: DataFile) -> None:
+    """Settings the runner derives from the composed config and the data: `auto` epochs, learning rate and
+    row length (runner/schedule.py), `auto` memory values, save/eval schedules."""
+    average = _average_record_chars(train)
+    schedule.resolve(config, train, average)
+    validate.resolve_memory_settings(config, train.longest_record_chars,
+                                     schedule.micro_batch_cap(config, train, average))
     validate.resolve_schedules(config)
 
 

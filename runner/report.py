@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from runner import curve
 from runner.plan import Job
 
 
@@ -49,6 +50,13 @@ def run_summary(run_dir: Path, state: str, elapsed_s: float, metrics: dict[str, 
         text = loss_line(metrics, key)
         if text:
             lines.append(f"  {label:<12}{text}")
+    if metrics.get("eval_curve"):
+        lines.append(f"  {'curve':<12}{curve.describe(metrics['eval_curve'])}")
+    startup = metrics.get("startup") or {}
+    if startup.get("train_process_s") is not None:
+        total = f"{startup['first_step_s']:.1f} s" if startup.get("first_step_s") is not None else "?"
+        lines.append(f"  {'start-up':<12}{total} to the first optimizer step ({startup['train_process_s']:.1f} s of it "
+                     "in the train stage: imports, data, model)")
     for label, value in metrics.get("summary_lines", []):
         lines.append(f"  {label:<12}{value}")
     outputs = run_dir / "outputs"

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import secrets
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -141,11 +142,13 @@ class RunFolder:
             for stale in ("ended", "error", "returncode", "reason"):   # left by an earlier attempt
                 entry.pop(stale, None)
             entry["started"] = now()
+            entry["started_at"] = round(time.time(), 3)   # precise: records of the stage are timed from it
             entry["log"] = str(self.log_file(stage).relative_to(self.path))
             status["state"] = "running"
             status["process"] = {"pid": os.getpid(), "host": platform.node()}
         elif state in ("succeeded", "failed", "skipped", "interrupted"):
             entry["ended"] = now()
+            entry["ended_at"] = round(time.time(), 3)
         entry.update(extra)
         write_json(self.path / "status.json", status)
 

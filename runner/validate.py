@@ -133,6 +133,18 @@ def check_combination(config: dict[str, Any], choices: dict[str, str | None]) ->
         raise UserError(f"adapter=qlora with deepspeed={choices.get('deepspeed')} is not supported by this runner: use deepspeed=none or zero2")
 
 
+def check_build_target(config: dict[str, Any]) -> None:
+    """model=tiny builds its model into base_model: never over a folder holding another model."""
+    from runner.models import tiny
+
+    if config["model_spec"].get("build") != "tiny":
+        return
+    target = Path(str(config["base_model"])).expanduser()
+    if not tiny.is_tiny_folder(target):
+        raise UserError(f"model=tiny builds its random model into base_model, and {target} holds another model: "
+                        "keep base_model at its default, or choose that model's group (e.g. model=llama2)")
+
+
 TRACKER_PACKAGES = {"use_mlflow": ("mlflow", "tracking=mlflow", "mlflow-skinny"), "wandb_project": ("wandb", "tracking=wandb", "wandb")}
 
 
@@ -208,11 +220,14 @@ def resolve_data_processes(config: dict[str, Any], records: int) -> None:
         config["dataset_num_proc"] = 0 if records < IN_PROCESS_RECORDS else None
 
 
-def resolve_memory_settings(config: dict[str, Any], longest_record_chars: int | None = None) -> None:
+def resolve_memory_settings(config: dict[str, Any], longest_record_chars: int | None = None,
+                            data_cap: int | None = None) -> None:
     """Fill in `micro_batch_size: auto` and `gradient_checkpointing: auto` from the memory model.
 
     Recomputing activations costs ~30 % more compute, so the largest micro batch that fits without
     checkpointing wins; checkpointing is turned on only when not even a micro batch of 1 fits.
+    `data_cap`: the most rows the data wants per step (runner/schedule.py: small data gets more, smaller
+    steps); the memory model's choice never exceeds it.
     """
     auto_batch = config.get("micro_batch_size") == "auto"
     auto_ckpt = config.get("gradient_checkpointing") == "auto"
@@ -221,7 +236,8 @@ def resolve_memory_settings(config: dict[str, Any], longest_record_chars: int | 
     limit = config["gpu"]["memory_gib"] * AUTO_HEADROOM
     checkpointing_options = (False, True) if auto_ckpt else (config.get("gradient_checkpointing") is True,)
     row = memory.row_tokens(config, longest_record_chars)
-    batches = tuple(b for b in MICRO_BATCH_CHOICES if b == 1 or b * row <= MAX_TOKENS_PER_MICRO_BATCH) \
+    batches = tuple(b for b in MICRO_BATCH_CHOICES
+                    if b == 1 or (b * row <= MAX_TOKENS_PER_MICRO_BATCH and b <= (data_cap or b))) \
         if auto_batch else (int(config["micro_batch_size"]),)
     for checkpointing in checkpointing_options:
         for batch in batches:

@@ -20,6 +20,25 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, module
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def shared_sqlqa() -> Path | None:
+    """The 3 000 real text-to-SQL records beside the repository (../shared/data/sqlqa.jsonl), or beside the
+    repository this one was cloned from (a clean clone made elsewhere, as CI makes it); None if neither."""
+    candidates = [ROOT.parent / "shared" / "data" / "sqlqa.jsonl"]
+    origin = subprocess.run(["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"], capture_output=True,
+                            text=True).stdout.strip()
+    if origin and "://" not in origin and ":" not in origin.split("/")[0]:
+        candidates.append(Path(origin).resolve().parent / "shared" / "data" / "sqlqa.jsonl")
+    return next((p for p in candidates if p.is_file()), None)
+
+
+@pytest.fixture
+def real_sqlqa() -> Path:
+    path = shared_sqlqa()
+    if path is None:
+        pytest.skip("the shared real text-to-SQL records (../shared/data/sqlqa.jsonl) are not beside this checkout")
+    return path
+
+
 @pytest.fixture
 def cli():
     return run_cli
@@ -34,6 +53,18 @@ def plan():
         return plan_job(expand_overrides(list(overrides), multirun=False)[0])
 
     return _plan
+
+
+@pytest.fixture(scope="session")
+def large_data(tmp_path_factory) -> Path:
+    """The shipped training records repeated to 21 000: data enough to fill a 7B's throughput micro batches
+    (small data gets smaller steps: runner/schedule.py)."""
+    from runner.paths import data_file
+
+    lines = Path(data_file("sqlqa-train.jsonl")).read_text().splitlines()
+    path = tmp_path_factory.mktemp("data") / "large.jsonl"
+    path.write_text("\n".join(lines * (21000 // len(lines))) + "\n")
+    return path
 
 
 @pytest.fixture(scope="session")

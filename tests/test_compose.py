@@ -23,7 +23,7 @@ DEEPSPEED_GPU = {"none": "cpu", "zero3_offload": "a100", "zero1": "a100x2", "zer
 
 
 def test_groups_have_the_designed_options():
-    assert OPTIONS["model"] == sorted(["tiny", "codellama", "llama2", "llama3", "mistral", "mixtral", "pythia", "qwen2.5"])
+    assert OPTIONS["model"] == sorted(["tiny", "codellama", "llama2", "llama3", "mistral", "mixtral", "pythia", "qwen2.5", "smollm2"])
     assert OPTIONS["adapter"] == ["lora", "none", "qlora"]
     assert OPTIONS["deepspeed"] == ["none", "zero1", "zero2", "zero3", "zero3_offload"]
     assert set(OPTIONS["gpu"]) == {"cpu", "t4", "l4", "a10g", "l40s", "a100-40gb", "a100", "a100x2", "a100x4",
@@ -72,6 +72,21 @@ def test_plain_overrides_reach_axolotl_keys_new_nested_and_lists(plan):
     assert axolotl["max_steps"] == 7 and "stages" not in axolotl
     assert job.config["stages"]["merge"] is False
     assert job.overrides[0] == "lora_r=32"  # shown as written
+
+
+def test_relative_paths_are_made_absolute_where_the_runner_started(plan, tmp_path, monkeypatch):
+    # the stages run inside the run folder: a relative data file or model folder must not be looked up there
+    from conftest import ROOT
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text((ROOT / "runner/data/sqlqa-test.jsonl").read_text())
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    job = plan("dataset.path=data/train.jsonl", "model=llama2", "base_model=my-model", "gpu=a100")
+    assert job.config["dataset"]["path"] == str(tmp_path / "data" / "train.jsonl")
+    assert job.axolotl_config["datasets"][0]["path"] == str(tmp_path / "data" / "train.jsonl")
+    assert job.axolotl_config["base_model"] == str(tmp_path / "my-model")
+    assert plan("model=llama2", "gpu=a100").axolotl_config["base_model"] == "meta-llama/Llama-2-7b-hf"   # a hub id stays
 
 
 def test_command_line_beats_experiment_which_beats_groups(plan):

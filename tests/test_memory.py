@@ -6,6 +6,12 @@ from runner import memory, validate
 from runner.errors import UserError
 
 
+@pytest.fixture
+def plan(plan, large_data):
+    """Jobs with data enough to fill their micro batches: the memory model alone decides them."""
+    return lambda *overrides: plan(f"dataset.path={large_data}", *overrides)
+
+
 def test_auto_picks_the_largest_micro_batch_that_fits_without_checkpointing(plan):
     h100 = plan("model=llama2", "gpu=h100").config
     assert (h100["micro_batch_size"], h100["gradient_checkpointing"]) == (4, False)

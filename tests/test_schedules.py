@@ -11,15 +11,16 @@ from runner.settings import split_config
 
 
 def test_per_epoch_defaults_stay_when_no_schedule_is_set(plan):
+    # evals_per_epoch auto: about three held-out evaluations a run (the tiny default trains 2 epochs)
     config = plan().config
-    assert config["saves_per_epoch"] == 1 and config["evals_per_epoch"] == 4
+    assert config["saves_per_epoch"] == 1 and config["evals_per_epoch"] == 2
 
 
 @pytest.mark.parametrize("override", ["save_strategy=no", "save_strategy=epoch", "save_steps=50"])
 def test_an_explicit_save_schedule_replaces_saves_per_epoch(plan, override):
     config = plan(override).config
     assert config["saves_per_epoch"] is None
-    assert config["evals_per_epoch"] == 4
+    assert config["evals_per_epoch"] == 2
 
 
 @pytest.mark.parametrize("override", ["eval_strategy=no", "eval_steps=10"])

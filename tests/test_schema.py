@@ -24,17 +24,17 @@ RANGES = [
     (["backend=modal", "gpu=a100", "backend.timeouts_min.eval=0"], "backend.timeouts_min.eval must be a number more than 0"),
     (["micro_batch_size=0"], "micro_batch_size must be a whole number of at least 1, or auto, got 0"),
     (["gradient_accumulation_steps=0"], "gradient_accumulation_steps must be a whole number of at least 1, got 0"),
-    (["sequence_len=-1"], "sequence_len must be a whole number of at least 1, got -1"),
-    (["learning_rate=0"], "learning_rate must be a number more than 0 and at most 1, got 0"),
-    (["learning_rate=3"], "learning_rate must be a number more than 0 and at most 1, got 3"),
-    (["num_epochs=0"], "num_epochs must be a number more than 0, got 0"),
+    (["sequence_len=-1"], "sequence_len must be a whole number of at least 1, or auto, got -1"),
+    (["learning_rate=0"], "learning_rate must be a number more than 0 and at most 1, or auto, got 0"),
+    (["learning_rate=3"], "learning_rate must be a number more than 0 and at most 1, or auto, got 3"),
+    (["num_epochs=0"], "num_epochs must be a number more than 0, or auto, got 0"),
     (["max_steps=0"], "max_steps must be a whole number of at least 1, or null, got 0"),
     (["lora_r=0"], "lora_r must be a whole number of at least 1, or null, got 0"),
     (["lora_alpha=-16"], "lora_alpha must be a number more than 0, or null, got -16"),
     (["lora_dropout=1.5"], "lora_dropout must be a number of at least 0 and below 1, or null, got 1.5"),
     (["warmup_ratio=1"], "warmup_ratio must be a number of at least 0 and below 1, or null, got 1"),
     (["save_steps=0"], "save_steps must be a number more than 0, or null, got 0"),
-    (["evals_per_epoch=0"], "evals_per_epoch must be a whole number of at least 1, or null, got 0"),
+    (["evals_per_epoch=0"], "evals_per_epoch must be a whole number of at least 1, or null or auto, got 0"),
 ]
 
 

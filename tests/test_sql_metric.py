@@ -141,12 +141,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, content, expected):
     assert str(path) in completed.stderr and expected in completed.stderr
 
 
-REAL_DATA = Path("/work/shared/data/sqlqa.jsonl")
-
-
-@pytest.mark.skipif(not REAL_DATA.exists(), reason="shared sql-create-context sample not present")
-def test_real_data_gold_against_itself_scores_perfectly():
-    records = [json.loads(line) for line in REAL_DATA.read_text().splitlines()][:600]
+def test_real_data_gold_against_itself_scores_perfectly(real_sqlqa):
+    records = [json.loads(line) for line in real_sqlqa.read_text().splitlines()][:600]
     scores = score_records([{**r, "prediction": r["answer"]} for r in records])
     assert scores["execution_accuracy"] == 1.0 and scores["exact_match"] == 1.0
     assert 0 < scores["gold_errors"] < 0.15 * len(records)

@@ -29,6 +29,17 @@ def fingerprint(spec: dict[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
+def is_tiny_folder(target: Path) -> bool:
+    """`target` is empty, missing, or a tiny model this module built (any fingerprint): safe to (re)build."""
+    if not target.is_dir() or not any(target.iterdir()):
+        return True
+    manifest = target / "runner-build.json"
+    try:
+        return "fingerprint" in json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def is_built(target: Path, spec: dict[str, Any]) -> bool:
     manifest = target / "runner-build.json"
     return manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint(spec)

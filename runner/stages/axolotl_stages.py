@@ -31,7 +31,10 @@ def merge_command(run_dir: Path, config: dict[str, Any]) -> list[str] | None:
 
 
 def train_metrics(records: list[dict]) -> dict[str, Any]:
-    """First and last logged losses, from the trainer's metric lines."""
+    """First and last logged losses, from the trainer's metric lines, and what the held-out curve says
+    about the run's length (runner.curve)."""
+    from runner import curve
+
     losses = [r["loss"] for r in records if isinstance(r.get("loss"), float)]
     evals = [r["eval_loss"] for r in records if isinstance(r.get("eval_loss"), float)]
     summary = next((r for r in records if "train_runtime" in r), {})
@@ -43,4 +46,7 @@ def train_metrics(records: list[dict]) -> dict[str, Any]:
     if summary:
         metrics["train_runtime_s"] = summary.get("train_runtime")
         metrics["train_samples_per_second"] = summary.get("train_samples_per_second")
+    verdict = curve.judge(records)
+    if verdict:
+        metrics["eval_curve"] = verdict
     return metrics

@@ -7,6 +7,7 @@ import ast
 import os
 import re
 import subprocess
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ ERROR_PREFIX = "error: "
 @dataclass
 class StageOutput:
     returncode: int
-    records: list[dict] = field(default_factory=list)   # parsed trainer metric dicts, in order
+    records: list[dict] = field(default_factory=list)   # parsed trainer metric dicts, in order, each with
+                                                        # `wall_s`: seconds from the process's start to its line
     tail: list[str] = field(default_factory=list)       # last lines, for the failure message
 
     @property
@@ -103,10 +105,11 @@ def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] |
         if env and env.get("CUDA_VISIBLE_DEVICES") is not None:
             log.write(f"# CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}\n".encode())
         log.flush()
+        started = time.monotonic()
         process = standby.go() if standby is not None else subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd)
         try:
-            _follow(process, log, progress, output, tail)
+            _follow(process, log, progress, output, tail, started)
         except KeyboardInterrupt:   # stop the stage's process too (it may not share our Ctrl-C)
             process.terminate()
             try:
@@ -120,8 +123,10 @@ def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] |
     return output
 
 
-def _follow(process: subprocess.Popen, log, progress: StageProgress, output: StageOutput, tail: deque[str]) -> None:
-    """Copy the stage's output to its log as it comes, feeding the progress line and the metric records."""
+def _follow(process: subprocess.Popen, log, progress: StageProgress, output: StageOutput, tail: deque[str],
+            started: float) -> None:
+    """Copy the stage's output to its log as it comes, feeding the progress line and the metric records
+    (stage processes write unbuffered: a line's arrival is when it was printed)."""
     assert process.stdout is not None
     pending = b""
     while True:
@@ -134,12 +139,12 @@ def _follow(process: subprocess.Popen, log, progress: StageProgress, output: Sta
         # tqdm redraws with \r; split on both so progress updates arrive as they happen
         *lines, pending = re.split(rb"[\r\n]", pending)
         for raw in lines:
-            _handle_line(raw.decode(errors="replace"), progress, output, tail)
+            _handle_line(raw.decode(errors="replace"), progress, output, tail, started)
     if pending:
-        _handle_line(pending.decode(errors="replace"), progress, output, tail)
+        _handle_line(pending.decode(errors="replace"), progress, output, tail, started)
 
 
-def _handle_line(line: str, progress: StageProgress, output: StageOutput, tail: deque[str]) -> None:
+def _handle_line(line: str, progress: StageProgress, output: StageOutput, tail: deque[str], started: float) -> None:
     if not line.strip():
         return
     if not TQDM_ONLY.match(line):
@@ -147,6 +152,7 @@ def _handle_line(line: str, progress: StageProgress, output: StageOutput, tail: 
     for match in METRIC_DICT.finditer(line):
         values = parse_metric_dict(match.group(0))
         if values:
+            values["wall_s"] = round(time.monotonic() - started, 2)
             output.records.append(values)
             progress.record(values)
     progress.feed(line)

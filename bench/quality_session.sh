@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Issue 31's measurements (time to quality) on one lent GPU, in as few device calls as possible
+# (bench/RESULTS.md §6 carries the stack; §13 has the results). From the repo root on the GPU machine:
+#   bash bench/quality_session.sh carry .leanN     # copy a carried folder's assets/ into /tmp/q
+#   bash bench/quality_session.sh probe            # join the GGUF parts, convert (runner.models.gguf), then
+#                                                  #   bench/recipe_probe.py in the background ($PROBE: settings)
+#   bash bench/quality_session.sh bench TAG ENTRY...   # bench/quality_bench.py in the background, from a
+#                                                  #   snapshot of the repo (later calls re-send the tree)
+#   bash bench/quality_session.sh wait [SECONDS]   # until the background work ends (or SECONDS pass);
+#                                                  #   copies every result so far into $OUT
+# Background work goes on between calls while the machine stays warm (a call at least every 30 s).
+set -uo pipefail
+Q=/tmp/q
+OUT=${OUT:-$Q/outbox}
+mkdir -p "$Q/results" "$OUT"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
+export AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false RUNNER_CACHE=$Q/cache
+MODEL=$Q/smollm2
+
+collect() {
+  cp $Q/results/*.* "$OUT"/ 2>/dev/null
+  [ -d $Q/results/predictions ] && tar czf "$OUT"/predictions.tgz -C $Q/results predictions
+  tar czf "$OUT"/logs.tgz -C $Q $(cd $Q && ls -d results-logs-* *.log 2>/dev/null) 2>/dev/null
+  for f in $Q/results/*.jsonl; do [ -f "$f" ] && echo "== $f" && cut -c1-400 "$f"; done
+  tail -n 5 $Q/*.log 2>/dev/null
+}
+
+case "${1:-}" in
+  carry)
+    cp -r "$2"/assets/. $Q/ && ls -la $Q ;;
+  probe)
+    cat $Q/smol.gguf.a $Q/smol.gguf.b > $Q/SmolLM2-135M-Instruct.Q4_1.gguf || exit 1
+    python3 -m pip install -q --no-index --no-deps --target $Q/probe-site $Q/wheels/*.whl || exit 1
+    PYTHONPATH=$Q/probe-site:$PWD python3 -m runner.models.gguf $Q/SmolLM2-135M-Instruct.Q4_1.gguf $MODEL \
+      --eos '<|im_end|>' --pad '<|endoftext|>' 2>&1 | tail -n 2 || exit 1
+    rm -rf $Q/repo && mkdir -p $Q/repo && cp -r bench runner conf experiments $Q/repo/
+    (cd $Q/repo && PYTHONPATH=$Q/probe-site:$Q/repo setsid nohup python3 bench/recipe_probe.py --model $MODEL \
+      --data $Q/qdata --out $Q/results/probe.jsonl --deadline ${DEADLINE:-420} $PROBE) > $Q/probe.log 2>&1 < /dev/null &
+    sleep 2; tail -n 3 $Q/probe.log ;;
+  bench)
+    tag=$2; shift 2
+    rm -rf $Q/repo-$tag && mkdir -p $Q/repo-$tag && cp -r bench runner conf experiments pyproject.toml $Q/repo-$tag/
+    (cd $Q/repo-$tag && PYTHONPATH=/tmp/site:$Q/repo-$tag setsid nohup python3 bench/quality_bench.py --model $MODEL \
+      --data $Q/qdata --before $Q/before --out $Q/results/quality.jsonl --logs $Q/results-logs-$tag \
+      --plot $Q/results/quality.png "$@") > $Q/bench-$tag.log 2>&1 < /dev/null &
+    sleep 2; tail -n 3 $Q/bench-$tag.log ;;
+  wait)
+    deadline=$(( $(date +%s) + ${2:-500} ))
+    while pgrep -f "recipe_probe.py|quality_bench.py" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
+    collect ;;
+  *)
+    echo "usage: bash bench/quality_session.sh carry DIR | probe | bench TAG ENTRY... | wait [SECONDS]" >&2; exit 2 ;;
+esac
