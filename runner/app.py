@@ -21,10 +21,12 @@ from pathlib import Path
 
 import hydra
 
+from runner import signals
 from runner.compose import config_dirs, setup, translate
 from runner.errors import UserError, report, unknown
 from runner.launcher import outcome, register_plugins
 from runner.paths import CONF_DIR, EXPERIMENTS_DIR
+from runner.search import register as register_search
 
 PROGRAM = "runner"
 VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
@@ -100,6 +102,7 @@ def hydra_argv(args: Arguments) -> list[str]:
 
 setup()   # the schema, our sweeper's and launcher's configs, resolvers: before Hydra composes anything
 register_plugins()
+register_search()
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config")
@@ -187,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     from runner.config_errors import explain
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    signals.install()   # SIGTERM and SIGHUP stop a run as Ctrl-C does
     try:
         args = parse(argv)
         command = hydra_argv(args)

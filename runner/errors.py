@@ -29,8 +29,9 @@ def unknown(kind: str, word: str, options: Iterable[str]) -> UserError:
 
 def report(error: UserError | KeyboardInterrupt) -> int:
     """Print the one line a command-line entry point shows for bad input or Ctrl-C; its exit code."""
-    if isinstance(error, KeyboardInterrupt):
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    if isinstance(error, KeyboardInterrupt):   # Ctrl-C, or SIGTERM/SIGHUP (runner.signals.Stopped)
+        name = getattr(error, "signal_name", None)
+        print(f"\ninterrupted{f' by {name}' if name else ''}", file=sys.stderr)
+        return getattr(error, "exit_code", 130)
     print(f"error: {error}", file=sys.stderr)
     return error.exit_code

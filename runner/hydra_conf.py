@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 
 
@@ -60,11 +61,19 @@ LAUNCHERS = {"runner": RunnerLauncherConf, "runner_local": LocalLauncherConf, "r
              "runner_slurm": SlurmLauncherConf, "runner_submitit_local": SubmititLocalLauncherConf}
 
 
+@dataclass
+class OptunaSearchConf(OptunaSweeperConf):
+    """hydra/sweeper=optuna: the plugin's own settings, run by runner.search.OptunaSearch (its checks first)."""
+    _target_: str = "runner.search.OptunaSearch"
+
+
 def register() -> None:
-    """Put the sweeper, the launcher and the help page in Hydra's ConfigStore (conf/config.yaml selects them)."""
+    """Put the sweepers, the launchers and the help page in Hydra's ConfigStore (conf/config.yaml selects
+    them); `optuna` replaces the plugin's own entry (imported above, so it is stored first)."""
     store = ConfigStore.instance()
     if "runner.yaml" not in store.repo.get("hydra", {}).get("sweeper", {}):
         store.store(group="hydra/sweeper", name="runner", node=RunnerSweeperConf, provider="runner")
+        store.store(group="hydra/sweeper", name="optuna", node=OptunaSearchConf, provider="runner", replace=True)
         for name, node in LAUNCHERS.items():
             store.store(group="hydra/launcher", name=name, node=node, provider="runner")
         store.store(group="hydra/help", name="runner", node=help_page(), provider="runner")

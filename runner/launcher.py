@@ -3,7 +3,8 @@ underneath); runner/hydra_conf.py holds their configs.
 
     RunnerSweeper          hydra/sweeper=runner, the grid: Hydra's BasicSweeper that plans and validates
                            every job before the sweep folder exists or any job starts, and prints a sweep
-                           of dry runs without running one. (hydra/sweeper=optuna: Hydra's Optuna plugin.)
+                           of dry runs without running one. (hydra/sweeper=optuna: Hydra's Optuna plugin
+                           with the runner's checks first, runner/search.py.)
     RunnerLauncher         hydra/launcher=runner (backend=auto): each job where it was placed
     LocalLauncher          hydra/launcher=runner_local (backend=local): this machine, side by side on its GPUs
     ModalLauncher          hydra/launcher=runner_modal (backend=modal): Modal, each job on its own GPUs
@@ -72,6 +73,7 @@ def plan_overrides(config_loader: Any, config: DictConfig, overrides: Sequence[s
 class RunnerSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from runner.backends import check_one_backend, dry_run
+        from runner.sweeps import check_objective
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -81,6 +83,8 @@ class RunnerSweeper(BasicSweeper):
         planned = {tuple(job): plan_overrides(self.hydra_context.config_loader, self.config, job)
                    for batch in self.overrides for job in batch}
         jobs = list(planned.values())
+        for job in jobs:   # the table compares the jobs by it: a name no job can write is a typo
+            check_objective(job.config, strict=False)
         if all(job.config.get("dry_run") for job in jobs):
             outcome["exit_code"] = dry_run(jobs)
             return []

@@ -72,6 +72,11 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
     if stage == "train":   # a retried or resumed train must not pick a checkpoint cut off by a kill
         for name in folder.set_aside_incomplete_checkpoints():
             print(f"  set aside {name}: the run stopped while it was being written", file=sys.stderr, flush=True)
+    short = _disk_shortfall(folder, config) if stage == "train" else None   # the merge asked for included
+    if short:
+        folder.set_stage(stage, "failed", error=short)
+        folder.set_state("failed", failed_stage=stage, error=short)
+        raise StageFailed(stage, 1, [], folder.log_file(stage), short)
     folder.set_stage(stage, "running")   # with this process's id and host: `runs resume` checks it has gone
     try:
         tracker_vars = tracking.before_stage(folder, config, stage)
@@ -84,9 +89,10 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
     try:
         output = run_logged(standby.cmd if standby else cmd, folder.log_file(stage), stage, env=stage_vars,
                             cwd=folder.path, label=label, standby=standby)
-    except KeyboardInterrupt:   # Ctrl-C: the run is interrupted, not running; `runs resume` continues it
-        folder.set_stage(stage, "interrupted")
-        folder.set_state("interrupted", interrupted_stage=stage)
+    except KeyboardInterrupt as e:   # Ctrl-C, SIGTERM, SIGHUP: interrupted, not running; `runs resume` continues it
+        how = {"signal": e.signal_name} if getattr(e, "signal_name", None) else {}
+        folder.set_stage(stage, "interrupted", **how)
+        folder.set_state("interrupted", interrupted_stage=stage, **how)
         raise
     if stage == "train" and output.records:
         history = _after_earlier_attempts(folder, output.records)
@@ -156,6 +162,33 @@ def _record_prepared(folder: RunFolder, stage: str = "preprocess") -> None:
                                              "datasets": datasets})
 
 
+GIB = 1024 ** 3
+
+
+def disk_needed(config: dict[str, Any]) -> float:
+    """Bytes a train stage writes under its run folder (with the merge it is asked for): a full fine-tune's
+    16-bit weights at the end, and one checkpoint of weights plus AdamW's moments (6 bytes a parameter)
+    kept while saving; an adapter's files are small (LoRA: a few hundred MB at most) and count 1 GiB."""
+    params = float(config["model_spec"]["params_b"]) * 1e9
+    saves = config.get("save_strategy") != "no" and (config.get("saves_per_epoch") or config.get("save_steps"))
+    written = 2 * params + (6 * params if saves else 0) if not config.get("adapter") else GIB
+    if (config.get("stages") or {}).get("merge") and config.get("adapter"):
+        written += 2 * params
+    return written
+
+
+def _disk_shortfall(folder: RunFolder, config: dict[str, Any]) -> str | None:
+    """Why the stage would run out of disk before it is done (a 7B full fine-tune trained 2.6 min on an H100
+    and then failed writing its 13.5 GB model), or None."""
+    import shutil
+
+    needed, free = disk_needed(config), shutil.disk_usage(folder.path).free
+    if free >= needed:
+        return None
+    return (f"not enough disk for the run's weights and checkpoints: ~{needed / GIB:.1f} GiB needed, "
+            f"{free / GIB:.1f} GiB free under {folder.path.parent} ({(needed - free) / GIB:.1f} GiB short)")
+
+
 def _startup(folder: RunFolder, records: list[dict]) -> dict[str, Any]:
     """Seconds from the attempt's start (its first stage) to the first optimizer step (the trainer logs every
     step), and the train process's own part of that: imports, tokenising, loading the model."""
@@ -203,6 +236,11 @@ def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[st
             run_stage(folder, stage, config, env, label, standby=standby if stage == "eval" else None)
             if stage == "train" and folder.status()["stages"].get("preprocess", {}).get("folded") == "train":
                 _record_prepared(folder, "train")
+    except KeyboardInterrupt as e:   # between stages: the run is interrupted all the same
+        if folder.status().get("state") == "running":
+            how = {"signal": e.signal_name} if getattr(e, "signal_name", None) else {}
+            folder.set_state("interrupted", **how)
+        raise
     finally:
         if standby is not None:   # a failed or interrupted train, or eval turned off: it exits unused
             standby.discard()

@@ -14,10 +14,13 @@ from runner.datacheck import DataFile, check_data_file
 from runner.settings import split_config
 
 
-# What planning derives from the composed config (runner/validate.py: `auto` memory settings, save/eval
-# schedules); a run's resolution takes them over instead of deriving them again.
+GRACEFUL_STOP = "runner.integrations.graceful_stop.GracefulStopPlugin"
+
+# What planning derives from the composed config (runner/schedule.py and runner/validate.py: `auto` schedule
+# and memory settings, save/eval schedules; the graceful-stop plugin); a run's resolution takes them over
+# instead of deriving them again.
 DERIVED = ("num_epochs", "learning_rate", "sequence_len", "micro_batch_size", "gradient_checkpointing",
-           "saves_per_epoch", "evals_per_epoch", "dataset_num_proc")
+           "saves_per_epoch", "evals_per_epoch", "dataset_num_proc", "plugins")
 
 
 @dataclass
@@ -70,9 +73,12 @@ def plan_composed(composed: ComposedJob) -> Job:
     longest = data["train"].longest_record_chars
     _resolve_settings(config, data["train"])
     validate.resolve_data_processes(config, data["train"].records)
+    if GRACEFUL_STOP not in (config.get("plugins") or []):   # SIGTERM/SIGHUP: a checkpoint, then stop
+        config["plugins"] = [*(config.get("plugins") or []), GRACEFUL_STOP]
     validate.check_axolotl_keys(split_config(config)[1])
     validate.check_combination(config, choices)
     validate.check_build_target(config)
+    validate.check_base_model(config, placement.backend)
     validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)
     avg_chars = _average_record_chars(data["train"])

@@ -145,7 +145,7 @@ class RunFolder:
             entry["started_at"] = round(time.time(), 3)   # precise: records of the stage are timed from it
             entry["log"] = str(self.log_file(stage).relative_to(self.path))
             status["state"] = "running"
-            status["process"] = {"pid": os.getpid(), "host": platform.node()}
+            status["process"] = {"pid": os.getpid(), "host": platform.node(), "start": process_start(os.getpid())}
         elif state in ("succeeded", "failed", "skipped", "interrupted"):
             entry["ended"] = now()
             entry["ended_at"] = round(time.time(), 3)
@@ -176,6 +176,16 @@ class RunFolder:
         import yaml
 
         return yaml.safe_load((self.path / "composed.yaml").read_text())
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, Linux), to tell it from a later process given
+    the same pid; None where /proc does not say."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])   # field 22 of stat(5); fields[0] here is field 3
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _json_whole(path: Path) -> bool:

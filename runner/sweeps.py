@@ -34,6 +34,41 @@ def objective_value(metrics: dict[str, Any], metric: str) -> float | None:
     return float(node)
 
 
+def objective_figures(config: dict[str, Any]) -> list[str]:
+    """The metrics.json paths a job of this config will write that an objective can name: the trainer's
+    losses and speed (train stage), the eval stage's figures for the tuned model (and the base one with
+    eval.base), generated answers' scores only for text-to-SQL data with a held-out file."""
+    stages, dataset = config.get("stages") or {}, config.get("dataset") or {}
+    held_out = bool(dataset.get("test_path") or config.get("val_set_size") or config.get("test_datasets"))
+    figures = []
+    if stages.get("train", True):
+        figures += ["train_loss", "train_runtime_s", "train_samples_per_second", "startup.first_step_s"]
+        if config.get("test_datasets") or config.get("val_set_size"):   # in-training evaluations
+            figures += ["eval_loss", "eval_curve.best"]
+    if stages.get("eval", True) and held_out:
+        per_model = ["eval_loss", "perplexity"]
+        if dataset.get("format") == "sqlqa" and dataset.get("test_path"):
+            per_model += ["exact_match", "execution_accuracy", "generate_tok_s"]
+        models = ["tuned", "base"] if (config.get("eval") or {}).get("base", True) else ["tuned"]
+        figures += [f"eval.{model}.{figure}" for model in models for figure in per_model]
+    return figures
+
+
+def check_objective(config: dict[str, Any], strict: bool = True) -> None:
+    """A sweep or search is compared by its objective: it must be a figure its jobs will write (`strict`: a
+    search, which optimises nothing without it), or at least one some job can write (a grid: the table
+    marks no best job where it is missing, as when eval is turned off)."""
+    from runner.errors import UserError, did_you_mean
+
+    metric = str(config["objective"]["metric"])
+    every = {**config, "stages": {}, "val_set_size": 0.05, "eval": {"base": True},
+             "dataset": {"format": "sqlqa", "test_path": "held-out"}}
+    figures = objective_figures(config if strict else every)
+    if metric not in figures:
+        hint = did_you_mean(metric, figures) or f" (this job's stages write: {', '.join(figures) or 'nothing'})"
+        raise UserError(f"objective.metric={metric} is not a figure this sweep's jobs will write{hint}")
+
+
 def launch_info(launcher: str, sweep_dir: str | Path | None = None, job_num: int | None = None,
                 devices: str | None = None) -> dict[str, Any]:
     """What job.json records about how a job was launched, and where it ran."""

@@ -120,6 +120,9 @@ def check_combination(config: dict[str, Any], choices: dict[str, str | None]) ->
         for key in ("bf16", "fp16", "tf32", "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"):
             if config.get(key) is True:
                 raise UserError(f"{key}=true needs a CUDA GPU: gpu={gpu_name} runs on this CPU")
+        if (config.get("eval") or {}).get("engine") == "vllm" and (config.get("stages") or {}).get("eval", True):
+            raise UserError(f"eval.engine=vllm needs a CUDA GPU: gpu={gpu_name} runs on this CPU "
+                            "(use eval.engine=transformers, or a gpu option)")
     if config.get("bf16") is True and not gpu.get("bf16"):
         raise UserError(f"bf16=true but gpu={gpu_name} has no bf16 support: use fp16=true bf16=false")
     if config.get("attn_implementation") == "flash_attention_2" and not gpu.get("flash_attention"):
@@ -143,6 +146,24 @@ def check_build_target(config: dict[str, Any]) -> None:
     if not tiny.is_tiny_folder(target):
         raise UserError(f"model=tiny builds its random model into base_model, and {target} holds another model: "
                         "keep base_model at its default, or choose that model's group (e.g. model=llama2)")
+
+
+LOCAL_PATH_PREFIXES = ("/", "~", "./", "../")
+
+
+def check_base_model(config: dict[str, Any], backend: str) -> None:
+    """A base_model written as a local path (here or on a Slurm node: the same file system) must be a model
+    folder; a hub id (org/name) is fetched by the prepare stage. Built models (model=tiny) are made later."""
+    base = str(config.get("base_model") or "")
+    if config["model_spec"].get("build") or backend == "modal" or not base.startswith(LOCAL_PATH_PREFIXES):
+        return
+    folder = Path(base).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"base_model={base}: no such folder (a local model folder, or a hub id such as "
+                        "meta-llama/Llama-2-7b-hf)")
+    if not (folder / "config.json").is_file():
+        raise UserError(f"base_model={base} has no config.json: not a Hugging Face model folder "
+                        "(a GGUF file? python -m runner.models.gguf FILE OUT_DIR converts one)")
 
 
 TRACKER_PACKAGES = {"use_mlflow": ("mlflow", "tracking=mlflow", "mlflow-skinny"), "wandb_project": ("wandb", "tracking=wandb", "wandb")}

@@ -42,3 +42,43 @@ def test_readme_lists_every_runner_key_of_the_schema():
     for node, (cls, _) in NODES.items():
         for prefix, name in fields(node, cls):
             assert any(f"`{prefix}." in row and name in row for row in rows), f"{prefix}.{name}"
+
+
+def readme_runner_commands() -> list[str]:
+    """Every `runner ...` line of the README's bash blocks, its comment cut off."""
+    import re
+
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        for line in block.splitlines():
+            command = line.split("  #", 1)[0].strip()
+            if command == "runner" or command.startswith("runner "):
+                lines.append(command)
+    return lines
+
+
+PLACEHOLDERS = ("...", "~/team/conf")   # a user's own folder or settings: not runnable as written
+
+
+def test_every_runner_command_of_the_readme_runs_as_a_dry_run(tmp_path):
+    """Each command as written (plus dry_run=true where it would start work): it can never go stale."""
+    import shlex
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import run_cli
+
+    commands = [c for c in readme_runner_commands() if not any(p in c for p in PLACEHOLDERS)]
+    assert len(commands) >= 15, commands
+
+    def run(command: str):
+        args = shlex.split(command)[1:]
+        inspecting = any(a in ("--help", "--cfg", "--info") for a in args)
+        if not inspecting and "dry_run=true" not in args:
+            args.append("dry_run=true")
+        where = [] if inspecting else [f"runs_root={tmp_path / 'runs'}"]
+        return command, run_cli(*args, *where, cwd=tmp_path, timeout=300)
+
+    with ThreadPoolExecutor(2) as pool:
+        for command, result in pool.map(run, commands):
+            assert result.returncode == 0, f"{command}\n{result.stderr[-1500:]}"
+    assert not (tmp_path / "runs").exists()

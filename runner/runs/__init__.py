@@ -42,10 +42,17 @@ def backend_of(folder: RunFolder) -> str:
     return (job.get("compute") or {}).get("backend") or ("modal" if modal_record(folder.path) else "local")
 
 
+def shown_state(status: dict) -> str:
+    """The recorded state, but `died` for a run recorded as running whose runner process is gone."""
+    from runner.runs.again import died
+
+    return "died" if died(status) else status.get("state", "unknown")
+
+
 def summary_row(folder: RunFolder) -> list[str]:
     job, status, metrics = read_json(folder.path / "job.json", {}), folder.status(), folder.metrics()
     choices = job.get("choices") or {}
-    state = status.get("state", "unknown")
+    state = shown_state(status)
     if state == "failed" and status.get("failed_stage"):
         state = f"failed ({status['failed_stage']})"
     gpu_hours, cost = gpu_usage(folder.path)
@@ -66,8 +73,14 @@ def list_runs(root: Path) -> str:
 
 def show_run(folder: RunFolder) -> str:
     job, status, metrics = read_json(folder.path / "job.json", {}), folder.status(), folder.metrics()
-    lines = [f"run {folder.run_id}  {status.get('state', 'unknown')}  (backend {backend_of(folder)})",
+    lines = [f"run {folder.run_id}  {shown_state(status)}  (backend {backend_of(folder)})",
              f"  overrides   {' '.join(job.get('overrides') or []) or '(defaults)'}"]
+    if shown_state(status) == "died":
+        process = status.get("process") or {}
+        lines.append(f"  died        its runner (process {process.get('pid')} on {process.get('host')}) is gone: "
+                     f"python -m runner.runs resume {folder.run_id}")
+    elif status.get("signal"):
+        lines.append(f"  stopped by  {status['signal']}: python -m runner.runs resume {folder.run_id}")
     compute = job.get("compute") or {}
     if compute:
         lines.append(f"  compute     gpu={compute.get('gpu_string') or 'CPU'}  processes={compute.get('processes')}")
@@ -136,6 +149,9 @@ def sweep_ended(call_id: str | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runner import signals
+
+    signals.install()   # `resume` runs stages: SIGTERM and SIGHUP stop them as Ctrl-C does
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)

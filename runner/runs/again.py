@@ -26,7 +26,10 @@ DONE = ("succeeded", "skipped")
 
 
 def still_running(status: dict[str, Any]) -> bool:
-    """The runner process that last ran a stage of this run is alive, on this host."""
+    """The runner process that last ran a stage of this run is alive, on this host (the same process: a pid
+    the system has given to another process since does not count)."""
+    from runner.runfolder import process_start
+
     process = status.get("process") or {}
     if status.get("state") != "running" or process.get("host") != platform.node() or not process.get("pid"):
         return False
@@ -34,7 +37,14 @@ def still_running(status: dict[str, Any]) -> bool:
         os.kill(int(process["pid"]), 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    return process.get("start") is None or process_start(int(process["pid"])) == process["start"]
+
+
+def died(status: dict[str, Any]) -> bool:
+    """Recorded as running on this host by a runner process that is gone (kill -9, a crash, a reboot)."""
+    process = status.get("process") or {}
+    return (status.get("state") == "running" and process.get("host") == platform.node()
+            and bool(process.get("pid")) and not still_running(status))
 
 
 def resume(folder: RunFolder) -> int:

@@ -11,12 +11,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from runner.progress import StageProgress
 
 METRIC_DICT = re.compile(r"\{'(?:loss|eval_loss|train_runtime|train_loss)'.*?\}")
 TAIL_LINES = 25
 ERROR_PREFIX = "error: "
+STOP_GRACE_S = 90   # for a stopped stage to save its checkpoint and exit before it is killed
 
 
 @dataclass
@@ -110,17 +112,47 @@ def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] |
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd)
         try:
             _follow(process, log, progress, output, tail, started)
-        except KeyboardInterrupt:   # stop the stage's process too (it may not share our Ctrl-C)
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        except KeyboardInterrupt:   # stop the stage's process too (it may not share our Ctrl-C or SIGTERM)
+            stop(process, drain=lambda: _follow(process, log, progress, output, tail, started))
             raise
         output.returncode = process.wait()
     output.tail = list(tail)
     progress.done("ok" if output.returncode == 0 else f"failed (exit {output.returncode})")
     return output
+
+
+def stop(process: subprocess.Popen, drain: Callable[[], None] = lambda: None) -> None:
+    """SIGTERM to a stage's process (a trainer finishes its step and saves a checkpoint first:
+    runner/integrations/graceful_stop.py), its output still copied to the log by `drain` meanwhile; SIGKILL
+    after STOP_GRACE_S (or a second Ctrl-C); then whatever processes it had started and left behind (a
+    signal that reached the runner alone must not leave orphans training on)."""
+    import threading
+
+    try:
+        import psutil
+
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except Exception:  # noqa: BLE001 - psutil missing (the core install) or the process already gone
+        descendants = []
+
+    def kill_all() -> None:
+        for child in [process, *descendants]:
+            try:
+                child.kill()
+            except Exception:  # noqa: BLE001 - it has ended already
+                pass
+
+    process.terminate()
+    deadline = threading.Timer(STOP_GRACE_S, kill_all)
+    deadline.start()
+    try:
+        drain()
+    except KeyboardInterrupt:   # asked twice: stop now
+        kill_all()
+    finally:
+        deadline.cancel()
+        process.wait()
+        kill_all()
 
 
 def _follow(process: subprocess.Popen, log, progress: StageProgress, output: StageOutput, tail: deque[str],

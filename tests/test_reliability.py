@@ -1,0 +1,165 @@
+"""A dry run starts nothing, a search is checked before it runs, signals stop a run as Ctrl-C does, and a
+run whose process is gone shows as `died` (issue 28)."""
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import run_cli
+
+SEARCH = ("-m", "hparams_search=sql_lora")
+
+
+def nothing_created(folder):
+    return not any(folder.iterdir())
+
+
+def one_error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_a_dry_search_prints_the_search_and_its_first_trial_and_creates_nothing(tmp_path):
+    result = run_cli(*SEARCH, "dry_run=true", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "# search: Optuna, 20 trials, 1 at a time, sampler TPESampler (seed 42)" in out
+    assert "# objective: maximize eval.tuned.execution_accuracy" in out
+    assert "#   learning_rate: log-uniform in [0.0001, 0.01]" in out and "#   lora_r: one of 4, 8, 16, 32" in out
+    assert "# checked: 8 jobs" in out and "# job 1/1:" in out and "lora_r:" in out
+    assert nothing_created(tmp_path)   # no study, no sweep folder, no run folder
+    # the same search, one trial drawn the same way twice (the sampler's seed)
+    again = run_cli(*SEARCH, "dry_run=true", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    first = [line for line in out.splitlines() if line.startswith("# overrides:")]
+    assert first and first == [line for line in again.stdout.splitlines() if line.startswith("# overrides:")]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["objective.direction=up"], "objective.direction=up is not a direction: use minimize or maximize"),
+    (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials must be a whole number ≥ 1, got 0"),
+    (["hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be a whole number ≥ 1, got 0"),
+    (["hydra.sweeper.max_failure_rate=2"], "hydra.sweeper.max_failure_rate must be between 0 and 1, got 2"),
+    (["objective.metric=eval.tuned.nope"], "objective.metric=eval.tuned.nope is not a figure this sweep's jobs will write"),
+    (["objective.metric=eval.tuned.exec_acc"], "(did you mean 'eval.tuned.execution_accuracy'?)"),
+    (["objective.metric=eval.tuned.execution_accuracy", "stages.eval=false"], "this job's stages write: train_loss"),
+    (["hydra.sweeper.params.learning_rate='tag(log, interval(0, 1e-3))'"], "search space: `low > 0` must hold for `log=True`"),
+    (["hydra.sweeper.params.learning_rate='interval(1e-3, 1e-4)'"], "search space: `low <= high` must hold"),
+    (["hydra.sweeper.params.lora_r='choice(8, 0)'"], "lora_r=0 lora_alpha=8: lora_r must be a whole number of at least 1"),
+    (["hydra.sweeper.params.learning_rate='interval(1e-4, 2)'"], "search trial learning_rate=2.0 lora_r=4 lora_alpha=8: learning_rate must be a number more than 0 and at most 1, or auto, got 2.0"),
+    (["backend=modal", "hydra.sweeper.n_jobs=4"], "backend=modal needs a GPU"),
+])
+def test_a_search_is_checked_before_it_starts(tmp_path, overrides, message):
+    # not a dry run: the checks come before the study, the sweep folder and the first trial
+    result = run_cli(*SEARCH, *overrides, f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert one_error_line(result) and message in result.stderr, result.stderr
+    assert nothing_created(tmp_path)
+
+
+def test_a_grid_sweep_checks_its_objective(tmp_path):
+    result = run_cli("-m", "lora_r=8,16", "objective.metric=eval.tuned.nope", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert result.returncode == 2 and one_error_line(result), result.stderr
+    assert "objective.metric=eval.tuned.nope is not a figure" in result.stderr and nothing_created(tmp_path)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["gpu=cpu", "eval.engine=vllm"], "eval.engine=vllm needs a CUDA GPU: gpu=cpu runs on this CPU"),
+    (["model=llama2", "base_model=/no/such/model"], "base_model=/no/such/model: no such folder"),
+    (["model=llama2", "base_model=./empty"], "has no config.json: not a Hugging Face model folder"),
+])
+def test_settings_that_cannot_work_are_refused_by_the_dry_run(tmp_path, overrides, message):
+    (tmp_path / "empty").mkdir()
+    result = run_cli(*overrides, "dry_run=true", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert result.returncode == 2 and one_error_line(result) and message in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+# -- a run whose process is gone ---------------------------------------------------------------------------
+
+def _running_run(root, pid, start=None):
+    from runner.runfolder import RunFolder
+
+    run = root / "20261205-120000-tiny-lora-abcd"
+    (run / "logs").mkdir(parents=True)
+    process = {"pid": pid, "host": platform.node(), **({"start": start} if start is not None else {})}
+    (run / "status.json").write_text(json.dumps({"state": "running", "process": process,
+                                                 "stages": {"train": {"state": "running"}}}))
+    (run / "job.json").write_text(json.dumps({"choices": {"model": "tiny", "adapter": "lora", "gpu": "cpu"}}))
+    return RunFolder(run)
+
+
+def test_a_run_whose_process_is_gone_shows_as_died_with_how_to_resume(tmp_path):
+    from runner.runfolder import process_start
+    from runner.runs import list_runs, show_run
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()   # its pid now names no process
+    folder = _running_run(tmp_path, gone.pid)
+    assert " died " in list_runs(tmp_path)
+    assert f"is gone: python -m runner.runs resume {folder.run_id}" in show_run(folder)
+    # a pid the system gave to another process since: not the run's process
+    import shutil
+
+    shutil.rmtree(folder.path)
+    folder = _running_run(tmp_path, os.getpid(), start=process_start(os.getpid()) + 1)
+    assert " died " in list_runs(tmp_path)
+    shutil.rmtree(folder.path)
+    folder = _running_run(tmp_path, os.getpid(), start=process_start(os.getpid()))   # alive: running
+    assert " running " in list_runs(tmp_path) and "died" not in show_run(folder)
+
+
+def test_the_train_stage_refuses_to_start_without_disk_for_its_weights(plan, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from runner.pipeline import StageFailed, disk_needed, run_stage
+    from runner.runfolder import RunFolder
+
+    full = plan("model=llama2", "adapter=none", "gpu=h100", "backend=local")
+    assert disk_needed(full.config) == pytest.approx(8 * 6.74e9, rel=0.01)   # weights + one checkpoint with AdamW
+    assert disk_needed(plan("model=llama2", "gpu=h100", "backend=local", "stages.merge=true").config) \
+        == pytest.approx(2 * 6.74e9 + 1024 ** 3, rel=0.01)
+    folder = RunFolder.create(plan(f"runs_root={tmp_path}").for_run("20261205-120000-tiny-lora-abcd"))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10, 10, 100 * 1024 ** 2))
+    with pytest.raises(StageFailed, match=r"not enough disk .* ~1.0 GiB needed, 0.1 GiB free"):
+        run_stage(folder, "train")
+    status = folder.status()
+    assert status["state"] == "failed" and status["stages"]["train"]["state"] == "failed"
+    assert not (folder.path / "logs" / "train.log").exists()   # nothing started
+
+
+# -- signals ------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_leave_the_run_interrupted_with_the_signal_named(tmp_path, signum, code):
+    root = tmp_path / "runs"
+    # only the runner gets the signal (as from `timeout` or `kill PID`): it stops the stage's process itself
+    process = subprocess.Popen([sys.executable, "-m", "runner", "num_epochs=1", "max_steps=200", "stages.eval=false",
+                                f"runs_root={root}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 600   # until the trainer has logged its first steps
+    while time.monotonic() < deadline and process.poll() is None:
+        logs = [p.read_text() for p in root.glob("*/logs/train.log")]
+        if logs and logs[0].count("'loss'") >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    name = signal.Signals(signum).name
+    assert process.returncode == code and err.strip().endswith(f"interrupted by {name}"), err[-2000:]
+    (run,) = [p for p in root.iterdir() if not p.name.startswith("_")]
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["signal"], status["stages"]["train"]["state"]) == ("interrupted", name, "interrupted")
+    children = subprocess.run(["pgrep", "-f", str(run)], capture_output=True, text=True).stdout.split()
+    assert not children, "the train stage's process outlived the runner"
+    # the trainer finished its step and saved a checkpoint to resume from (one epoch saves only at its end)
+    assert "graceful_stop: SIGTERM received: saving a checkpoint" in (run / "logs" / "train.log").read_text()
+    assert list((run / "outputs").glob("checkpoint-*/trainer_state.json"))
