@@ -4,7 +4,7 @@ import pytest
 
 from runner.evals.prompts import IGNORE_INDEX, PromptTemplate, read_jsonl, tokenize_example
 
-axolotl_user_defined = pytest.importorskip("axolotl.prompt_strategies.user_defined")
+import axolotl.prompt_strategies.user_defined as axolotl_user_defined  # the local extra: no silent skip
 from axolotl.utils.dict import DictDefault  # noqa: E402
 
 

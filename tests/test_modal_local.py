@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-modal = pytest.importorskip("modal")
-pytest.importorskip("axolotl")
+import modal  # a hard dependency: a broken install fails here, not as skips
+import axolotl  # noqa: F401 - the local extra the README installs
 
 from runner.backends import local, modal_app  # noqa: E402
 from runner.backends.modal_launcher import data_uploads, job_request  # noqa: E402

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-modal = pytest.importorskip("modal")
+import modal  # a hard dependency: a broken install fails here, not as skips
 
 from runner.backends import modal_app  # noqa: E402
 from runner.app import main  # noqa: E402

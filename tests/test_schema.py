@@ -3,10 +3,6 @@ is one line with its file and line. All before anything runs (exit 2, nothing cr
 
 import pytest
 
-from conftest import ROOT
-
-EXPERIMENTS = ROOT / "experiments"
-
 TYPOS_AND_TYPES = [
     (["eval.engin=vllm"], "unknown key 'eval.engin' (did you mean 'eval.engine'?)"),
     (["backend=modal", "gpu=h100", "backend.max_paralel=3"], "unknown key 'backend.max_paralel' (did you mean 'backend.max_parallel'?)"),
@@ -48,33 +44,29 @@ def test_bad_runner_keys_and_numbers_are_one_line(plan, overrides, message):
 
 
 @pytest.fixture
-def experiment(request):
-    """experiment(name, text): a committed experiment file for the length of the test."""
-    made = []
+def experiment(tmp_path):
+    """experiment(name, text): an experiment file in a user's config folder (--config-dir), under tmp_path:
+    tests never write into the repository."""
+    folder = tmp_path / "conf"
+    (folder / "experiment").mkdir(parents=True)
 
-    def _write(name: str, text: str) -> str:
-        path = EXPERIMENTS / f"{name}.yaml"
-        path.write_text(text)
-        made.append(path)
-        return name
+    def _write(name: str, text: str) -> list[str]:
+        (folder / "experiment" / f"{name}.yaml").write_text(text)
+        return ["--config-dir", str(folder), f"experiment={name}"]
 
-    yield _write
-    for path in made:
-        path.unlink()
+    return _write
 
 
 def test_an_experiment_that_is_not_yaml_is_one_line_with_file_and_line(cli, tmp_path, experiment):
-    name = experiment("zz_broken", "# @package _global_\nlora_r: 8\nlearning_rate: [1e-4\n")
-    result = cli(f"experiment={name}", f"runs_root={tmp_path / 'runs'}")
+    args = experiment("zz_broken", "# @package _global_\nlora_r: 8\nlearning_rate: [1e-4\n")
+    result = cli(*args, f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith(f"error: experiments/{name}.yaml:")
+    assert result.stderr.strip().startswith("error: conf/experiment/zz_broken.yaml:4:")
     assert "did not find expected ',' or ']'" in result.stderr and not (tmp_path / "runs").exists()
 
 
-def test_an_option_a_file_names_that_does_not_exist_is_one_line_with_file_and_line(plan, experiment):
-    from runner.errors import UserError
-
-    name = experiment("zz_typo", "# @package _global_\ndefaults:\n  - override /model: mistrall\nlora_r: 8\n")
-    with pytest.raises(UserError) as error:
-        plan(f"experiment={name}")
-    assert str(error.value) == f"experiments/{name}.yaml:3: unknown model option 'mistrall' (did you mean 'mistral'?)"
+def test_an_option_a_file_names_that_does_not_exist_is_one_line_with_file_and_line(cli, tmp_path, experiment):
+    args = experiment("zz_typo", "# @package _global_\ndefaults:\n  - override /model: mistrall\nlora_r: 8\n")
+    result = cli(*args, f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "runs").exists()
+    assert result.stderr.strip() == "error: conf/experiment/zz_typo.yaml:3: unknown model option 'mistrall' (did you mean 'mistral'?)"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-modal = pytest.importorskip("modal")
+import modal  # a hard dependency: a broken install fails here, not as skips
 
 from runner.errors import UserError  # noqa: E402
 from runner.records import write_json  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 from runner.stack import LOCK, PIP_INSTALL_OPTIONS, REQUIREMENTS, canonical, read_lock
 
-modal = pytest.importorskip("modal")
+import modal  # a hard dependency: a broken install fails here, not as skips
 from modal._utils.async_utils import synchronizer  # noqa: E402
 
 from runner.backends import modal_app  # noqa: E402
