@@ -40,7 +40,7 @@ def test_a_dry_search_prints_the_search_and_its_first_trial_and_creates_nothing(
     assert first and first == [line for line in again.stdout.splitlines() if line.startswith("# overrides:")]
 
 
-@pytest.mark.parametrize("overrides,message", [
+SEARCH_CHECKS = [
     (["objective.direction=up"], "objective.direction=up is not a direction: use minimize or maximize"),
     (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials must be a whole number ≥ 1, got 0"),
     (["hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be a whole number ≥ 1, got 0"),
@@ -53,13 +53,24 @@ def test_a_dry_search_prints_the_search_and_its_first_trial_and_creates_nothing(
     (["hydra.sweeper.params.lora_r='choice(8, 0)'"], "lora_r=0 lora_alpha=8: lora_r must be a whole number of at least 1"),
     (["hydra.sweeper.params.learning_rate='interval(1e-4, 2)'"], "search trial learning_rate=2.0 lora_r=4 lora_alpha=8: learning_rate must be a number more than 0 and at most 1, or auto, got 2.0"),
     (["backend=modal", "hydra.sweeper.n_jobs=4"], "backend=modal needs a GPU"),
-])
-def test_a_search_is_checked_before_it_starts(tmp_path, overrides, message):
-    # not a dry run: the checks come before the study, the sweep folder and the first trial
-    result = run_cli(*SEARCH, *overrides, f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr + result.stdout
-    assert one_error_line(result) and message in result.stderr, result.stderr
-    assert nothing_created(tmp_path)
+]
+
+
+def test_a_search_is_checked_before_it_starts(tmp_path):
+    """Each case, not a dry run: the checks come before the study, the sweep folder and the first trial."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(case):
+        index, (overrides, message) = case
+        where = tmp_path / str(index)
+        where.mkdir()
+        return where, message, run_cli(*SEARCH, *overrides, f"runs_root={where / 'runs'}", cwd=where)
+
+    with ThreadPoolExecutor(2) as pool:
+        for where, message, result in pool.map(run, enumerate(SEARCH_CHECKS)):
+            assert result.returncode == 2, result.stderr + result.stdout
+            assert one_error_line(result) and message in result.stderr, result.stderr
+            assert nothing_created(where)
 
 
 def test_a_grid_sweep_checks_its_objective(tmp_path):
@@ -137,9 +148,27 @@ def test_the_train_stage_refuses_to_start_without_disk_for_its_weights(plan, tmp
 
 # -- signals ------------------------------------------------------------------------------------------------
 
+def test_sighup_and_sigterm_become_an_interrupt_that_names_them(capsys):
+    from runner import signals
+    from runner.errors import report
+
+    previous = {s: signal.getsignal(s) for s in signals.SIGNALS}
+    signals.install()
+    try:
+        for signum, code in ((signal.SIGHUP, 129), (signal.SIGTERM, 143)):
+            with pytest.raises(KeyboardInterrupt) as stopped:   # what the pipeline catches as Ctrl-C
+                os.kill(os.getpid(), signum)
+                time.sleep(1)
+            assert report(stopped.value) == code
+            assert capsys.readouterr().err.strip() == f"interrupted by {signal.Signals(signum).name}"
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_and_sighup_leave_the_run_interrupted_with_the_signal_named(tmp_path, signum, code):
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143)])
+def test_sigterm_leaves_the_run_interrupted_with_the_signal_named(tmp_path, signum, code):
     root = tmp_path / "runs"
     # only the runner gets the signal (as from `timeout` or `kill PID`): it stops the stage's process itself
     process = subprocess.Popen([sys.executable, "-m", "runner", "num_epochs=1", "max_steps=200", "stages.eval=false",
