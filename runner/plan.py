@@ -71,7 +71,8 @@ def plan_composed(composed: ComposedJob) -> Job:
     if config["dataset"].get("test_path"):
         data["test"] = check_data_file(config["dataset"]["test_path"], config["dataset"]["format"])
     longest = data["train"].longest_record_chars
-    _resolve_settings(config, data["train"])
+    avg_chars = _average_record_chars(data["train"])
+    _resolve_settings(config, data["train"], avg_chars)
     validate.resolve_data_processes(config, data["train"].records)
     if GRACEFUL_STOP not in (config.get("plugins") or []):   # SIGTERM/SIGHUP: a checkpoint, then stop
         config["plugins"] = [*(config.get("plugins") or []), GRACEFUL_STOP]
@@ -81,14 +82,12 @@ def plan_composed(composed: ComposedJob) -> Job:
     validate.check_base_model(config, placement.backend)
     validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)
-    avg_chars = _average_record_chars(data["train"])
     return Job(composed, config, compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason), data, placement)
 
 
-def _resolve_settings(config: dict[str, Any], train: DataFile) -> None:
+def _resolve_settings(config: dict[str, Any], train: DataFile, average: float) -> None:
     """Settings the runner derives from the composed config and the data: `auto` epochs, learning rate and
     row length (runner/schedule.py), `auto` memory values, save/eval schedules."""
-    average = _average_record_chars(train)
     schedule.resolve(config, train, average)
     validate.resolve_memory_settings(config, train.longest_record_chars,
                                      schedule.micro_batch_cap(config, train, average))

@@ -22,8 +22,7 @@ from typing import Any
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper   # light: Optuna loads when it runs
 
 from runner.errors import UserError
-
-DIRECTIONS = ("minimize", "maximize")
+from runner.schema.objective import DIRECTIONS
 
 
 def _first_line(error: BaseException) -> str:
