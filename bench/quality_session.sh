@@ -6,6 +6,9 @@
 #                                                  #   bench/recipe_probe.py in the background ($PROBE: settings)
 #   bash bench/quality_session.sh bench TAG ENTRY...   # bench/quality_bench.py in the background, from a
 #                                                  #   snapshot of the repo (later calls re-send the tree)
+#   bash bench/quality_session.sh profile          # convert the model if needed, one default run, then its
+#                                                  #   train stage again under bench/profile_train.py,
+#                                                  #   then the quality_bench entries in $EXTRA
 #   bash bench/quality_session.sh wait [SECONDS]   # until the background work ends (or SECONDS pass);
 #                                                  #   copies every result so far into $OUT
 # Background work goes on between calls while the machine stays warm (a call at least every 30 s).
@@ -19,6 +22,7 @@ MODEL=$Q/smollm2
 
 collect() {
   cp $Q/results/*.* "$OUT"/ 2>/dev/null
+  [ -d $Q/results/profile ] && cp -r $Q/results/profile "$OUT"/
   [ -d $Q/results/predictions ] && tar czf "$OUT"/predictions.tgz -C $Q/results predictions
   tar czf "$OUT"/logs.tgz -C $Q $(cd $Q && ls -d results-logs-* *.log 2>/dev/null) 2>/dev/null
   for f in $Q/results/*.jsonl; do [ -f "$f" ] && echo "== $f" && cut -c1-400 "$f"; done
@@ -37,6 +41,23 @@ case "${1:-}" in
     (cd $Q/repo && PYTHONPATH=$Q/probe-site:$Q/repo setsid nohup python3 bench/recipe_probe.py --model $MODEL \
       --data $Q/qdata --out $Q/results/probe.jsonl --deadline ${DEADLINE:-420} $PROBE) > $Q/probe.log 2>&1 < /dev/null &
     sleep 2; tail -n 3 $Q/probe.log ;;
+  profile)
+    setsid nohup bash "$0" profile-fg > $Q/profile.log 2>&1 < /dev/null &
+    sleep 2; tail -n 3 $Q/profile.log ;;
+  profile-fg)
+    [ -d $MODEL ] || { cat $Q/smol.gguf.a $Q/smol.gguf.b > $Q/SmolLM2-135M-Instruct.Q4_1.gguf &&
+      PYTHONPATH=/tmp/site:$PWD python3 -m runner.models.gguf $Q/SmolLM2-135M-Instruct.Q4_1.gguf $MODEL \
+        --eos '<|im_end|>' --pad '<|endoftext|>' 2>&1 | tail -n 2; } || exit 1
+    rm -rf $Q/repo-profile && mkdir -p $Q/repo-profile && cp -r bench runner conf experiments pyproject.toml $Q/repo-profile/
+    cd $Q/repo-profile && export PYTHONPATH=/tmp/site:$Q/repo-profile
+    python3 bench/quality_bench.py --model $MODEL --data $Q/qdata --out $Q/results/quality.jsonl \
+      --logs $Q/results-logs-profile "now_default=runner:" || exit 1
+    run=$(ls -d /tmp/runs-now_default-*/2* | tail -n 1) && mkdir -p $Q/results-logs-profile/run &&
+      cp -r $run/logs $run/metrics.json $run/status.json $run/config.yml $Q/results-logs-profile/run/
+    python3 bench/profile_train.py $run $Q/results/profile --steps ${STEPS:-60}
+    rm -rf $Q/results/profile/train.prof $Q/results/profile/outputs
+    [ -z "${EXTRA:-}" ] || python3 bench/quality_bench.py --model $MODEL --data $Q/qdata --out $Q/results/quality.jsonl \
+      --logs $Q/results-logs-profile $EXTRA ;;
   bench)
     tag=$2; shift 2
     rm -rf $Q/repo-$tag && mkdir -p $Q/repo-$tag && cp -r bench runner conf experiments pyproject.toml $Q/repo-$tag/
@@ -46,8 +67,8 @@ case "${1:-}" in
     sleep 2; tail -n 3 $Q/bench-$tag.log ;;
   wait)
     deadline=$(( $(date +%s) + ${2:-500} ))
-    while pgrep -f "recipe_probe.py|quality_bench.py" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
+    while pgrep -f "recipe_probe.py|quality_bench.py|profile_train.py|profile-fg" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
     collect ;;
   *)
-    echo "usage: bash bench/quality_session.sh carry DIR | probe | bench TAG ENTRY... | wait [SECONDS]" >&2; exit 2 ;;
+    echo "usage: bash bench/quality_session.sh carry DIR | probe | profile | bench TAG ENTRY... | wait [SECONDS]" >&2; exit 2 ;;
 esac
