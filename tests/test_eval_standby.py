@@ -67,3 +67,63 @@ def test_a_failed_train_discards_the_standby(plan, tmp_path, tiny_model, monkeyp
     with pytest.raises(pipeline.StageFailed):
         pipeline.run_stages(folder, stages=("train", "eval"))
     assert events == ["started", "train", "discarded"]
+
+
+def test_the_base_is_evaluated_ahead_while_training_and_the_tuned_model_after(plan, tmp_path, tiny_model, monkeypatch):
+    """`ahead` scores the base and keeps its weights; once the adapter exists, `finish` merges it into them:
+    one load, and the same figures as an eval that waited for the trainer."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    folder = make_run(plan, tmp_path / "ahead", tiny_model, eval_settings=QUICK, tuned="none")
+    waited = make_run(plan, tmp_path / "waited", tiny_model, eval_settings=QUICK, tuned="trained adapter")
+    loads = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counted(cls, *args, **kwargs):
+        loads.append(args[0])
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counted))
+    evaluation = evaluate.Evaluation(folder.path, folder.composed())
+    evaluation.ahead(memory_bytes=1 << 30)   # the trainer is still running: no adapter yet
+    assert "base" in evaluation.results and "eval" not in folder.metrics() and loads == [str(tiny_model)]
+    shutil.copytree(waited.outputs, folder.outputs, dirs_exist_ok=True)   # the train stage ends
+    record = evaluation.finish()
+    assert loads == [str(tiny_model)] and record["base_ahead"] is True
+    expected = evaluate.evaluate_run(waited.path, waited.composed())
+    timing = ("generate_s", "generate_tok_s")
+    for variant in ("base", "tuned"):
+        assert {k: v for k, v in record[variant].items() if k not in timing} == {
+            k: v for k, v in expected[variant].items() if k not in timing}
+
+
+def test_a_full_gpu_leaves_the_base_for_after_training(plan, tmp_path, tiny_model, monkeypatch):
+    import torch
+
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings={**QUICK, "limit": 2}, tuned="adapter")
+    evaluation = evaluate.Evaluation(folder.path, folder.composed())
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(evaluation, "_evaluate", out_of_memory)
+    evaluation.ahead(memory_bytes=1 << 30)
+    assert evaluation.results == {} and evaluation.memory.ref is None
+    monkeypatch.undo()
+    record = evaluation.finish()
+    assert record["n"] == 2 and "base" in record and "base_ahead" not in record
+
+
+def test_the_base_goes_ahead_only_where_the_trainer_leaves_room(plan, monkeypatch):
+    import torch
+
+    assert evaluate.ahead_memory(plan("gpu=h100", "model=smollm2").config) is None   # no GPU here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for gpu, model, gib, room in [("h100", "smollm2", 80, True), ("h100", "llama2", 80, True),
+                                  ("a10g", "llama2", 24, False)]:
+        monkeypatch.setattr(torch.cuda, "get_device_properties",
+                            lambda device, gib=gib: type("Card", (), {"total_memory": gib * 1024**3})())
+        budget = evaluate.ahead_memory(plan(f"gpu={gpu}", f"model={model}").config)
+        assert (budget is not None and budget >= 1024**3) == room, (gpu, model, budget)

@@ -38,6 +38,7 @@ class GenerationSettings:
     max_new_tokens: int = 64
     batch_size: int | None = None   # transformers only: prompts per generate() call (None: rows_that_fit)
     stop: tuple[str, ...] = ()      # besides EOS
+    memory_bytes: int | None = None  # transformers: GPU memory a batch may take (None: half of what is free)
 
 
 class Engine(Protocol):
@@ -141,9 +142,11 @@ def attention_kernels() -> Any:
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
-def rows_that_fit(model: Any, row_tokens: int, limit: int, logits: bool = False) -> int:
-    """Rows of `row_tokens` tokens per batch for `model`: on a GPU as many as fit in half of its free memory,
-    at most `limit`; CPU_ROWS on a CPU. A token costs its K and V in every layer and the MLP's activations,
+def rows_that_fit(model: Any, row_tokens: int, limit: int, logits: bool = False,
+                  memory_bytes: int | None = None) -> int:
+    """Rows of `row_tokens` tokens per batch for `model`: on a GPU as many as fit in half of its free memory
+    (or in `memory_bytes`, when the eval shares the GPU with a trainer that is still growing), at most
+    `limit`; CPU_ROWS on a CPU. A token costs its K and V in every layer and the MLP's activations,
     generously; `logits`: also logits over the vocabulary for every token (a loss batch; generation keeps
     the last position's only). On an H200 the default 7B job's 200 held-out prompts go in one batch:
     generation steps the whole batch at once, so fewer batches is fewer steps."""
@@ -160,7 +163,8 @@ def rows_that_fit(model: Any, row_tokens: int, limit: int, logits: bool = False)
                  + 8 * int(getattr(config, "intermediate_size", None) or 4 * hidden)
                  + (12 * int(config.vocab_size) if logits else 0))                    # bf16 + float32 + softmax
     free, _ = torch.cuda.mem_get_info(model.device)
-    return max(1, min(limit, int(free / 2 / (per_token * max(1, row_tokens)))))
+    available = free / 2 if memory_bytes is None else min(memory_bytes, free / 2)
+    return max(1, min(limit, int(available / (per_token * max(1, row_tokens)))))
 
 
 def adapts(ref: ModelRef, loaded: ModelRef | None) -> bool:
@@ -220,7 +224,8 @@ class TransformersEngine:
         pad = self.tokenizer.pad_token_id
         extra = {"stop_strings": self.stop_strings, "tokenizer": self.tokenizer} if self.stop_strings else {}
         size = self.settings.batch_size or rows_that_fit(
-            self.model, max((len(ids) for ids in prompt_ids), default=1) + self.settings.max_new_tokens, len(order))
+            self.model, max((len(ids) for ids in prompt_ids), default=1) + self.settings.max_new_tokens, len(order),
+            memory_bytes=self.settings.memory_bytes)
         for batch in _batches(order, max(1, size)):
             width = max(len(prompt_ids[i]) for i in batch)
             rows = [[pad] * (width - len(prompt_ids[i])) + list(prompt_ids[i]) for i in batch]

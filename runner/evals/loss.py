@@ -19,9 +19,10 @@ from runner.evals.prompts import IGNORE_INDEX
 Example = tuple[list[int], list[int]]
 
 
-def mean_token_loss(model: Any, examples: list[Example], pad_id: int, batch_size: int | None = None) -> dict[str, Any]:
+def mean_token_loss(model: Any, examples: list[Example], pad_id: int, batch_size: int | None = None,
+                    memory_bytes: int | None = None) -> dict[str, Any]:
     """{"eval_loss", "perplexity", "eval_tokens"} of `model` on `examples` (batch_size None: as many rows as
-    fit, runner.evals.generate.rows_that_fit)."""
+    fit, runner.evals.generate.rows_that_fit, in `memory_bytes` when given)."""
     import torch
     import torch.nn.functional as F
 
@@ -30,7 +31,8 @@ def mean_token_loss(model: Any, examples: list[Example], pad_id: int, batch_size
     examples = [e for e in examples if any(label != IGNORE_INDEX for label in e[1][1:])]
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i][0]))
     if not batch_size:
-        batch_size = rows_that_fit(model, len(examples[order[0]][0]) if order else 1, max(1, len(order)), logits=True)
+        batch_size = rows_that_fit(model, len(examples[order[0]][0]) if order else 1, max(1, len(order)), logits=True,
+                                   memory_bytes=memory_bytes)
     total, count = 0.0, 0
     device = model.device
     for start in range(0, len(order), max(1, batch_size)):

@@ -13,6 +13,7 @@ Runs as its own process (`python -m runner.stages.evaluate RUN_DIR`), so torch i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -39,45 +40,117 @@ def command(run_dir: Path, config: dict[str, Any], standby: bool = False) -> lis
 
 def evaluate_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Evaluate base and tuned; returns the `eval` record (also written to metrics.json)."""
-    from runner.runfolder import RunFolder
+    return Evaluation(Path(run_dir), config).finish()
 
-    started = time.monotonic()
-    settings = EvalSettings.from_config(config)
-    split = HeldOut.of(Path(run_dir), config, settings.limit)
-    if split.empty:
-        record = {"split": None, "n": 0, "note": "no held-out data: set dataset.test_path or val_set_size"}
-        RunFolder(Path(run_dir)).update_metrics(eval=record)
+
+class Evaluation:
+    """One run's eval in two steps: `ahead` (optional) evaluates the base model while the train stage still
+    runs, `finish` the tuned model once its weights exist, then writes the record."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any]):
+        self.run_dir, self.config = run_dir, config
+        self.settings = EvalSettings.from_config(config)
+        self.split = HeldOut.of(run_dir, config, self.settings.limit)
+        self.engine = (generate.choose_engine(self.settings.engine, self.split.size)
+                       if self.split.generates and not self.split.empty else None)
+        self.results: dict[str, Any] = {}
+        self.memory = Loaded()   # the base stays loaded for the tuned model when that is base + adapter
+        self.waiting: list[Waiting] = []   # vLLM's generation, after every model's loss: its engine takes the GPU
+        self.seconds = 0.0
+        self.base_ahead = False
+
+    def ahead(self, memory_bytes: int) -> None:
+        """The base model's figures (and its weights loaded, for base + adapter) while the trainer runs on
+        the same GPU, each batch within `memory_bytes` (ahead_memory)."""
+        if self.split.empty or self.engine not in (None, "transformers"):
+            return
+        import torch
+
+        started = time.monotonic()
+        base = models.base_model(self.config)
+        try:
+            if self.settings.base:
+                self._evaluate("base", base, memory_bytes)
+                self.base_ahead = True
+            if self.memory.ref is None and self._tuned_adapts(base):
+                self.memory.load(base)
+        except torch.cuda.OutOfMemoryError:   # the trainer took more than estimated: after it, as before
+            print("eval: the GPU is too full beside the trainer; the base model waits for it", flush=True)
+            self.results.pop("base", None)
+            self.base_ahead = False
+            self.memory.drop()
+        generate.release()   # what the batches took goes back to the trainer
+        self.seconds += time.monotonic() - started
+
+    def finish(self) -> dict[str, Any]:
+        from runner.runfolder import RunFolder
+
+        started = time.monotonic()
+        if self.split.empty:
+            record = {"split": None, "n": 0, "note": "no held-out data: set dataset.test_path or val_set_size"}
+            RunFolder(self.run_dir).update_metrics(eval=record)
+            return record
+        if self.settings.base and "base" not in self.results:
+            self._evaluate("base", models.base_model(self.config))
+        self._evaluate("tuned", models.tuned_model(self.run_dir, self.config))
+        self.memory.drop()
+        if self.waiting:
+            _generate_with_vllm(self.run_dir, self.waiting, self.results, self.split, self.settings)
+        self.seconds += time.monotonic() - started
+        record = {"split": self.split.name, "n": self.split.size, "engine": self.engine,
+                  **{v: self.results[v] for v in ("base", "tuned") if v in self.results},
+                  "seconds": round(self.seconds, 1)}
+        if self.base_ahead:
+            record["base_ahead"] = True   # the base's figures came while the train stage ran
+        if self.split.generates:
+            record["max_new_tokens"] = self.settings.max_new_tokens
+        RunFolder(self.run_dir).update_metrics(eval=record, summary_lines=summary_lines(record))
         return record
-    engine = generate.choose_engine(settings.engine, split.size) if split.generates else None
-    variants = {"tuned": models.tuned_model(run_dir, config)}
-    if settings.base:
-        variants = {"base": models.base_model(config), **variants}
 
-    results: dict[str, Any] = {}
-    memory = Loaded()   # the base stays loaded for the tuned model when that is base + adapter
-    waiting: list[Waiting] = []   # vLLM's generation, after every model's loss: its engine takes the GPU
-    for variant, ref in variants.items():
+    def _evaluate(self, variant: str, ref: generate.ModelRef, memory_bytes: int | None = None) -> None:
         print(f"eval: {variant} model {ref.describe()}", flush=True)
-        cache = _base_cache(config, ref, split, settings, engine) if variant == "base" else None
-        if cache is not None and (cached := _cached_base(Path(run_dir), cache)) is not None:
-            results[variant] = cached
-            _finish(Path(run_dir), variant, cached, None)
-            continue
-        results[variant], prompt_ids = _evaluate_model(Path(run_dir), variant, ref, split, settings, engine, memory)
+        cache = _base_cache(self.config, ref, self.split, self.settings, self.engine) if variant == "base" else None
+        if cache is not None and (cached := _cached_base(self.run_dir, cache)) is not None:
+            self.results[variant] = cached
+            _finish(self.run_dir, variant, cached, None)
+            return
+        self.results[variant], prompt_ids = _evaluate_model(self.run_dir, variant, ref, self.split, self.settings,
+                                                            self.engine, self.memory, memory_bytes)
         if prompt_ids is None:
-            _finish(Path(run_dir), variant, results[variant], cache)
+            _finish(self.run_dir, variant, self.results[variant], cache)
         else:
-            waiting.append(Waiting(variant, ref, prompt_ids, cache))
-    memory.drop()
-    if waiting:
-        _generate_with_vllm(Path(run_dir), waiting, results, split, settings)
+            self.waiting.append(Waiting(variant, ref, prompt_ids, cache))
 
-    record = {"split": split.name, "n": split.size, "engine": engine, **results,
-              "seconds": round(time.monotonic() - started, 1)}
-    if split.generates:
-        record["max_new_tokens"] = settings.max_new_tokens
-    RunFolder(Path(run_dir)).update_metrics(eval=record, summary_lines=summary_lines(record))
-    return record
+    def _tuned_adapts(self, base: generate.ModelRef) -> bool:
+        """The tuned model will be this base + the run's adapter (no merge stage writes a merged model)."""
+        return bool(self.config.get("adapter")) and not (self.config.get("stages") or {}).get("merge", False)
+
+
+# Of the card's memory, what the trainer's estimate (runner/memory.py) and the eval's base weights together
+# may claim before the base is evaluated ahead: the estimate errs high, and what is left is margin.
+AHEAD_SHARE = 0.85
+AHEAD_MIN_GIB = 1.0
+
+
+def ahead_memory(config: dict[str, Any]) -> int | None:
+    """GPU bytes the base model's evaluation may use beside its weights while the train stage runs on the
+    same GPU, or None when it has to wait for the trainer to end: on a CPU (it would take the trainer's
+    cores), with vLLM (its engine claims a fixed share of the GPU), or when the memory model leaves too
+    little room beside the trainer's estimated peak (a 7B on an 80 GB card)."""
+    from runner import memory
+
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        total = torch.cuda.get_device_properties(0).total_memory
+        trainer = memory.estimate(config).total * memory.GIB
+        weights = float(config["model_spec"]["params_b"]) * 1e9 * 2   # the eval loads 16-bit weights
+    except Exception:  # noqa: BLE001 - no estimate, no overlap: the eval waits as it always did
+        return None
+    spare = total * AHEAD_SHARE - trainer - weights - memory.CUDA_OVERHEAD_GIB * memory.GIB
+    return int(spare) if spare >= AHEAD_MIN_GIB * memory.GIB else None
 
 
 @dataclass
@@ -213,19 +286,20 @@ class Loaded:
 
 
 def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: HeldOut, settings: EvalSettings,
-                    engine_name: str | None,
-                    memory: Loaded) -> tuple[dict[str, Any], list[list[int]] | None]:
+                    engine_name: str | None, memory: Loaded,
+                    memory_bytes: int | None = None) -> tuple[dict[str, Any], list[list[int]] | None]:
     """Loss and perplexity; with transformers also the answers and their scores. With vLLM, the prompt ids
     are returned for `_generate_with_vllm` (None when nothing is left to do)."""
     from runner.evals.loss import mean_token_loss
 
     model, tokenizer = memory.load(ref)
     examples = split.examples(tokenizer)
-    figures: dict[str, Any] = mean_token_loss(model, examples, tokenizer.pad_token_id, settings.batch_size)
+    figures: dict[str, Any] = mean_token_loss(model, examples, tokenizer.pad_token_id, settings.batch_size,
+                                              memory_bytes)
     figures["loss_n"] = len(examples)
     if not split.generates or engine_name is None:
         return figures, None
-    gen = settings.generation("sqlqa")
+    gen = dataclasses.replace(settings.generation("sqlqa"), memory_bytes=memory_bytes)
     prompt_ids = split.prompt_ids(tokenizer)
     if engine_name != "transformers":
         return figures, prompt_ids
@@ -320,12 +394,15 @@ def main(run_dir: str, *flags: str) -> int:
 
     folder = RunFolder(Path(run_dir))
     config = folder.composed()
-    if "--standby" in flags:
-        warm_up(config)
-        if sys.stdin.readline().strip() != "go":   # the pipeline discarded it: the train stage did not succeed
-            return 0
     try:
-        record = evaluate_run(folder.path, config)
+        evaluation = Evaluation(folder.path, config)
+        if "--standby" in flags:
+            warm_up(config)
+            if (budget := ahead_memory(config)) is not None:
+                evaluation.ahead(budget)
+            if sys.stdin.readline().strip() != "go":   # the pipeline discarded it: the train stage did not succeed
+                return 0
+        record = evaluation.finish()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
