@@ -10,10 +10,12 @@ import pytest
 
 import modal  # a hard dependency: a broken install fails here, not as skips
 
+from runner import pipeline  # noqa: E402
 from runner.backends import modal_app  # noqa: E402
 from runner.app import main  # noqa: E402
 from runner.records import read_json  # noqa: E402
 from runner.runfolder import RunFolder  # noqa: E402
+from runner.stages.logged import StageOutput  # noqa: E402
 
 DELAYS = {"train": 1.0}   # seconds each fake stage "runs"; the others 0.1
 
@@ -49,7 +51,9 @@ class FakeVolume:
 
 
 class FakeModal:
-    """Records every stage call; each call 'runs' for DELAY and writes what the real stage would."""
+    """Modal's side of a stage call: records it, then runs the app's real container body
+    (`modal_app.run_stage_in_container`: skipped stages, the stage, its records) in-process, with only the
+    stage's own process faked (`fake_stage`: it "runs" for DELAYS and logs what a trainer would)."""
 
     def __init__(self, volume_dir: Path, fail: set[tuple[str, str]]):
         self.volume_dir, self.fail = volume_dir, fail   # fail: {(override substring, stage)}
@@ -63,8 +67,7 @@ class FakeModal:
         return apply
 
     def remote(self, stage, kwargs, request):
-        folder = RunFolder(self.volume_dir / request["run_id"])
-        overrides = " ".join(read_json(folder.path / "job.json")["overrides"])
+        overrides = " ".join(read_json(self.volume_dir / request["run_id"] / "job.json")["overrides"])
         with self.lock:
             self.running += 1
             self.high_water = max(self.high_water, self.running)
@@ -72,23 +75,20 @@ class FakeModal:
                     "gpu": kwargs.get("gpu"), "skipped": dict(request["skipped"])}
             self.calls.append(call)
         try:
-            for skipped, reason in request["skipped"].items():
-                folder.set_stage(skipped, "skipped", reason=reason)
-            folder.set_stage(stage, "running")
-            time.sleep(DELAYS.get(stage, 0.1))
-            (folder.path / "logs" / f"{stage}.log").write_text(f"{stage} log\n")
-            if any(text in overrides and stage == failing for text, failing in self.fail):
-                folder.set_stage(stage, "failed", returncode=1)
-                folder.set_state("failed", failed_stage=stage)
-                raise RuntimeError(f"stage '{stage}' failed (exit 1); last lines of logs/{stage}.log:\nboom")
-            if stage == "train":
-                folder.update_metrics(train_loss={"first": 2.0, "last": 1.0, "logged": 2})
-            folder.set_stage(stage, "succeeded")
-            return {"run_id": request["run_id"], "stage": stage, "state": "succeeded"}
+            return modal_app.run_stage_in_container(request, stage)
         finally:
             with self.lock:
                 self.running -= 1
                 call["end"] = time.monotonic()
+
+    def fake_stage(self, cmd, log_file, stage, env=None, cwd=None, label=None, standby=None):
+        """The stage's process (pipeline.run_logged's part): its log, its exit code, a trainer's metric lines."""
+        overrides = " ".join(read_json(Path(log_file).parents[1] / "job.json")["overrides"])
+        time.sleep(DELAYS.get(stage, 0.1))
+        Path(log_file).write_text(f"{stage} log\n")
+        failing = any(text in overrides and stage == failing for text, failing in self.fail)
+        records = [{"loss": 2.0, "wall_s": 1.0}, {"loss": 1.0, "wall_s": 2.0}] if stage == "train" else []
+        return StageOutput(returncode=1 if failing else 0, records=records, tail=["boom"] if failing else [])
 
     def calls_of(self, stage):
         return [c for c in self.calls if c["stage"] == stage]
@@ -127,6 +127,7 @@ def fake_modal(tmp_path, monkeypatch):
     monkeypatch.setenv("MODAL_TOKEN_ID", "ak-test")
     monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-test")
     fake = FakeModal(volume_dir, fail=set())
+    monkeypatch.setattr(pipeline, "run_logged", fake.fake_stage)
     for stage, cls in modal_app.STAGE_CLASSES.items():
         monkeypatch.setattr(cls, "with_options", fake.with_options(stage))
     calls: list[FakeCall] = []
@@ -203,9 +204,14 @@ def test_jobs_sharing_data_preprocess_once_and_download_each_model_once(fake_mod
     assert sorted(c["overrides"].split()[1] for c in preprocess) == ["sequence_len=128", "sequence_len=256"]
     followers = [c for c in fake_modal.calls_of("train") if c["skipped"]]
     assert len(followers) == 2 and all("prepared data shared with run" in c["skipped"]["preprocess"] for c in followers)
+    # the container body wrote the followers' preprocess as skipped, and the sweep copied that back
+    follower_ids = {c["run_id"] for c in followers}
     for folder in local_runs(fake_modal.local_root):
         entry = folder.status()["stages"]["preprocess"]
-        assert entry["state"] in ("succeeded", "skipped")
+        if folder.run_id in follower_ids:
+            assert entry["state"] == "skipped" and "prepared data shared with run" in entry["reason"]
+        else:
+            assert entry["state"] == "succeeded"
     # one model: its first job's prepare ended before any other prepare began
     prepares = sorted(fake_modal.calls_of("prepare"), key=lambda c: c["start"])
     assert all(later["start"] >= prepares[0]["end"] for later in prepares[1:])
