@@ -133,23 +133,25 @@ def test_base_can_be_skipped(plan, tmp_path, tiny_model):
     assert all(value.endswith("(tuned)") for label, value in folder.metrics()["summary_lines"] if label != "eval split")
 
 
-def test_other_formats_get_loss_and_perplexity_on_axolotls_eval_split(plan, tmp_path, tiny_model, monkeypatch):
+def test_other_formats_get_loss_and_perplexity_on_axolotls_eval_split(plan, tmp_path, tiny_model):
+    """Not a template dict: the held-out examples are axolotl's own eval split, tokenised by axolotl (in this
+    process, as the trainer would have) from the run's config.yml."""
     from runner.evals import loss
 
     data = ROOT / "tests" / "data" / "completion.jsonl"
-    folder = make_run(plan, tmp_path, tiny_model, "dataset=completion", f"dataset.path={data}",
+    folder = make_run(plan, tmp_path, tiny_model, "dataset=completion", f"dataset.path={data}", "val_set_size=0.25",
                       eval_settings={"limit": 4})
-    calls = []
-
-    def eval_split(config_file, limit):   # axolotl's prepared eval split, as the preprocess stage leaves it
-        calls.append((config_file, limit))
-        return [([1, 40, 41, 42, 43], [-100, 40, 41, 42, 43]), ([1, 50, 51], [-100, -100, 51])]
-
-    monkeypatch.setattr(loss, "axolotl_eval_examples", eval_split)
+    examples = loss.axolotl_eval_examples(folder.config_file, 4)
+    records = len([line for line in data.read_text().splitlines() if line.strip()])
+    assert 1 <= len(examples) <= min(4, records)
+    for ids, labels in examples:
+        assert len(ids) == len(labels) and any(label != -100 for label in labels)
+        assert all(label in (-100, token) for token, label in zip(ids, labels))
     record = evaluate.evaluate_run(folder.path, folder.composed())
-    assert calls == [(folder.config_file, 4)]   # loaded once for both models
-    assert record["split"] == "val" and record["n"] == 2 and record["engine"] is None
+    assert record["split"] == "val" and record["n"] == len(examples) and record["engine"] is None
     assert "exact_match" not in record["tuned"] and record["tuned"]["perplexity"] > 1
+    assert record["tuned"]["eval_loss"] == record["base"]["eval_loss"]   # the tuned weights are a copy of the base
+    assert record["tuned"]["loss_n"] == len(examples)
     assert not (folder.path / "eval").exists()
     assert [label for label, _ in folder.metrics()["summary_lines"]] == ["perplexity", "eval split"]
 
