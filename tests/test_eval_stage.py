@@ -94,10 +94,23 @@ def test_sqlqa_run_gets_base_and_tuned_figures_predictions_and_summary(plan, tmp
 
 
 def test_tuned_adapter_without_merge_is_evaluated_as_base_plus_adapter(plan, tmp_path, tiny_model):
-    folder = make_run(plan, tmp_path, tiny_model, eval_settings={**QUICK, "limit": 3}, tuned="adapter")
+    """A trained adapter (B ≠ 0) scores as the same adapter merged into the base by peft, not as the base."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    settings = {**QUICK, "limit": 3}
+    folder = make_run(plan, tmp_path / "adapter", tiny_model, eval_settings=settings, tuned="trained adapter")
+    merged = make_run(plan, tmp_path / "merged", tiny_model, eval_settings=settings, tuned="none")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    PeftModel.from_pretrained(base, str(folder.outputs)).merge_and_unload().save_pretrained(merged.merged)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_model / name).is_file():
+            shutil.copy(tiny_model / name, merged.merged / name)
     record = evaluate.evaluate_run(folder.path, folder.composed())
-    assert record["tuned"]["eval_loss"] == pytest.approx(record["base"]["eval_loss"], rel=1e-4)
-    assert record["tuned"]["exact_match"] == record["base"]["exact_match"]
+    expected = evaluate.evaluate_run(merged.path, merged.composed())
+    assert abs(record["tuned"]["eval_loss"] - record["base"]["eval_loss"]) > 1e-3   # the adapter counts
+    assert record["tuned"]["eval_loss"] == pytest.approx(expected["tuned"]["eval_loss"], rel=1e-4)
+    assert record["tuned"]["exact_match"] == expected["tuned"]["exact_match"]
 
 
 def test_base_then_base_plus_adapter_load_the_weights_once(plan, tmp_path, tiny_model, monkeypatch):

@@ -17,14 +17,14 @@ def start(folder) -> Standby:
 
 
 def test_a_standby_eval_waits_then_evaluates_when_let_go(plan, tmp_path, tiny_model):
-    folder = make_run(plan, tmp_path, tiny_model, eval_settings={**QUICK, "limit": 3}, tuned="adapter")
+    folder = make_run(plan, tmp_path, tiny_model, eval_settings={**QUICK, "limit": 3}, tuned="trained adapter")
     standby = start(folder)
     time.sleep(1.0)
     assert standby.process.poll() is None and "eval" not in folder.metrics()   # imported, waiting
     output = run_logged(standby.cmd, folder.log_file("eval"), "eval", standby=standby)
     assert output.returncode == 0
     record = folder.metrics()["eval"]
-    assert record["n"] == 3 and record["tuned"]["eval_loss"] == pytest.approx(record["base"]["eval_loss"], rel=1e-4)
+    assert record["n"] == 3 and abs(record["tuned"]["eval_loss"] - record["base"]["eval_loss"]) > 1e-3
     assert "--standby" in folder.log_file("eval").read_text().splitlines()[0]
 
 
