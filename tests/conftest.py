@@ -12,6 +12,9 @@ os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite sees no GPU, on a GPU host too (torch and the runner's placement both read this): tests that need
+# GPUs fake them where the runner looks (tests/fakes/nvidia_smi.py, torch.cuda monkeypatched).
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, module: str = "runner",

@@ -119,7 +119,8 @@ def test_a_full_gpu_leaves_the_base_for_after_training(plan, tmp_path, tiny_mode
 def test_the_base_goes_ahead_only_where_the_trainer_leaves_room(plan, monkeypatch):
     import torch
 
-    assert evaluate.ahead_memory(plan("gpu=h100", "model=smollm2").config) is None   # no GPU here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert evaluate.ahead_memory(plan("gpu=h100", "model=smollm2").config) is None   # a CPU: the trainer's cores
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for gpu, model, gib, room in [("h100", "smollm2", 80, True), ("h100", "llama2", 80, True),
                                   ("a10g", "llama2", 24, False)]:

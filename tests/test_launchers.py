@@ -4,7 +4,6 @@ launcher writing the same run folders and sweep table."""
 
 import json
 import os
-import stat
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT
+from fakes import nvidia_smi
 from runner.backends.local import DevicePool
 
 FOUR_A100 = [f"{i}, NVIDIA A100-SXM4-80GB, 81920" for i in range(4)]
@@ -26,10 +26,8 @@ def runner(*args, cwd, env=None, timeout=600):
 
 def fake_gpus(folder, lines):
     """This machine's GPUs, as nvidia-smi would list them: the only thing faked."""
-    folder.mkdir(exist_ok=True)
-    script = folder / "nvidia-smi"
-    script.write_text("#!/bin/sh\ncat <<'EOF'\n" + "\n".join(lines) + "\nEOF\n")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    rows = [line.split(", ") for line in lines]
+    nvidia_smi.install(folder, [(int(index), name, int(memory)) for index, name, memory in rows])
     return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}", "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(len(lines)))}
 
 

@@ -3,14 +3,20 @@
 The machine's GPUs are faked where the runner reads them, an `nvidia-smi` on PATH."""
 
 import os
-import stat
 
 import pytest
+from fakes import nvidia_smi
 
 from runner.backends.placement import card_matches, LocalGpu, local_gpus, place
 
 H200 = "0, NVIDIA H200, 143771"
 A100_40 = [f"{i}, NVIDIA A100-SXM4-40GB, 40960" for i in range(4)]
+
+
+def gpus(lines) -> list[tuple[int, str, int]]:
+    """"0, NVIDIA H200, 143771" → (0, "NVIDIA H200", 143771)"""
+    rows = [line.split(", ") for line in lines]
+    return [(int(index), name, int(memory)) for index, name, memory in rows]
 
 
 @pytest.fixture
@@ -20,9 +26,7 @@ def machine(tmp_path, monkeypatch):
         bin_dir = tmp_path / f"bin{len(list(tmp_path.iterdir()))}"
         bin_dir.mkdir()
         if lines:
-            script = bin_dir / "nvidia-smi"
-            script.write_text("#!/bin/sh\ncat <<'EOF'\n" + "\n".join(lines) + "\nEOF\n")
-            script.chmod(script.stat().st_mode | stat.S_IEXEC)
+            nvidia_smi.install(bin_dir, gpus(lines))
         monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return _machine
@@ -102,3 +106,18 @@ def test_the_design_cards_command_without_gpus_or_credentials_is_one_line_and_cr
     assert dry.returncode == 0, dry.stderr
     assert "# compute: backend=modal (auto)  gpu=A100-80GB:4  processes=4" in dry.stdout
     assert "# backend: auto chose modal: the job asks for 4× A100-80GB and this machine has no GPU" in dry.stdout
+
+
+def test_the_fake_nvidia_smi_answers_the_runners_query_and_refuses_what_the_real_one_refuses(tmp_path):
+    import subprocess
+
+    from runner.backends.placement import NVIDIA_SMI
+
+    script = nvidia_smi.install(tmp_path, gpus([H200]))
+    asked = subprocess.run([str(script), *NVIDIA_SMI[1:]], capture_output=True, text=True)
+    assert (asked.returncode, asked.stdout) == (0, H200 + "\n")
+    for args, message in [(["--query-gpu=index,name,memory_total", "--format=csv"], 'Field "memory_total" is not'),
+                          (["--query-gpu=index", "--fromat=csv"], "Invalid combination"),
+                          (["--query-gpu=index"], "Invalid combination")]:
+        refused = subprocess.run([str(script), *args], capture_output=True, text=True)
+        assert refused.returncode == 2 and message in refused.stderr, args
