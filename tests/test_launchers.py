@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -32,31 +31,35 @@ def fake_gpus(folder, lines):
 
 
 def test_device_pool_runs_jobs_side_by_side_and_never_two_on_a_device():
-    pool, needs = DevicePool([0, 1, 2, 3]), [2, 1, 1, 2, 4, 1, 3]
+    pool = DevicePool([0, 1, 2, 3])
     holding: dict[int, int] = {}
-    lock, overlaps, running, most = threading.Lock(), [], [0], [0]
+    lock, overlaps = threading.Lock(), []
+    side_by_side = threading.Barrier(3, timeout=30)   # 2 + 1 + 1 GPUs: all three hold theirs at once, or it breaks
 
-    def job(count):
+    def job(count, barrier=None):
         devices = pool.take(count)
         with lock:
             overlaps.extend(d for d in devices if d in holding)
             holding.update({d: count for d in devices})
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.05)
+        if barrier is not None:
+            barrier.wait()
         with lock:
             for d in devices:
                 del holding[d]
-            running[0] -= 1
         pool.give(devices)
-        return devices
 
-    threads = [threading.Thread(target=job, args=(n,)) for n in needs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert overlaps == [] and most[0] >= 3 and sorted(pool.free) == [0, 1, 2, 3]
+    def run(jobs):
+        threads = [threading.Thread(target=job, args=args) for args in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in threads)
+
+    run([(2, side_by_side), (1, side_by_side), (1, side_by_side)])
+    assert not side_by_side.broken
+    run([(n,) for n in (2, 4, 1, 3, 2, 1, 1, 4)])   # more than fit: each waits for its devices
+    assert overlaps == [] and sorted(pool.free) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="needs 5 GPUs, this machine has 4"):
         pool.take(5)
 

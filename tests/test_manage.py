@@ -31,9 +31,8 @@ def test_a_sweep_run_twice_is_all_cached_the_second_time(tmp_path):
     first = runner(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert len(runs_in(tmp_path / "runs")) == 4
-    started = time.monotonic()
     second = runner(*args, cwd=tmp_path)
-    assert second.returncode == 0 and time.monotonic() - started < 20
+    assert second.returncode == 0, second.stderr
     assert second.stderr.count("cached: run ") == 4 and len(runs_in(tmp_path / "runs")) == 4
     table = second.stdout[second.stdout.index("job  overrides"):]
     assert table.count(" cached ") == 4

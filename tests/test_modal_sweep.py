@@ -17,7 +17,7 @@ from runner.records import read_json  # noqa: E402
 from runner.runfolder import RunFolder  # noqa: E402
 from runner.stages.logged import StageOutput  # noqa: E402
 
-DELAYS = {"train": 1.0}   # seconds each fake stage "runs"; the others 0.1
+DELAY = 0.05   # seconds each fake stage "runs"
 
 
 class FakeVolume:
@@ -53,13 +53,14 @@ class FakeVolume:
 class FakeModal:
     """Modal's side of a stage call: records it, then runs the app's real container body
     (`modal_app.run_stage_in_container`: skipped stages, the stage, its records) in-process, with only the
-    stage's own process faked (`fake_stage`: it "runs" for DELAYS and logs what a trainer would)."""
+    stage's own process faked (`fake_stage`: it "runs" for DELAY and logs what a trainer would)."""
 
     def __init__(self, volume_dir: Path, fail: set[tuple[str, str]]):
         self.volume_dir, self.fail = volume_dir, fail   # fail: {(override substring, stage)}
         self.calls: list[dict] = []
         self.lock = threading.Lock()
         self.running = self.high_water = 0
+        self.barriers: dict[str, threading.Barrier] = {}   # stage → the jobs that must be in it at once
 
     def with_options(self, stage):
         def apply(**kwargs):
@@ -84,7 +85,9 @@ class FakeModal:
     def fake_stage(self, cmd, log_file, stage, env=None, cwd=None, label=None, standby=None):
         """The stage's process (pipeline.run_logged's part): its log, its exit code, a trainer's metric lines."""
         overrides = " ".join(read_json(Path(log_file).parents[1] / "job.json")["overrides"])
-        time.sleep(DELAYS.get(stage, 0.1))
+        time.sleep(DELAY)
+        if stage in self.barriers:
+            self.barriers[stage].wait()   # side by side, or BrokenBarrierError after its timeout
         Path(log_file).write_text(f"{stage} log\n")
         failing = any(text in overrides and stage == failing for text, failing in self.fail)
         records = [{"loss": 2.0, "wall_s": 1.0}, {"loss": 1.0, "wall_s": 2.0}] if stage == "train" else []
@@ -164,17 +167,15 @@ def local_runs(root: Path) -> list[RunFolder]:
 
 def test_sweep_runs_jobs_side_by_side_and_a_failure_stops_only_its_job(fake_modal, capsys):
     fake_modal.fail = {("lora_r=16", "train")}
+    fake_modal.barriers["train"] = threading.Barrier(4, timeout=60)
     rc = main(["-m", "lora_r=8,16,32,64", "backend=modal", "gpu=a100", "backend.poll_s=0.05", "stages.merge=true",
                f"runs_root={fake_modal.local_root}"])
     captured = capsys.readouterr()
     out = captured.out
     assert rc == 1, captured.err
-    # four jobs at once: all four trains overlap, and the sweep takes about one job's time, not the sum
-    trains = fake_modal.calls_of("train")
-    assert len(trains) == 4 and max(c["start"] for c in trains) < min(c["end"] for c in trains)
+    # four jobs at once: all four trains were in their stage together (the barrier let them through)
+    assert len(fake_modal.calls_of("train")) == 4 and not fake_modal.barriers["train"].broken
     assert fake_modal.high_water == 4
-    wall = max(c["end"] for c in fake_modal.calls) - min(c["start"] for c in fake_modal.calls)
-    assert wall < 0.6 * sum(c["end"] - c["start"] for c in fake_modal.calls)
     # the failed job stopped after train; the others ran every stage
     by_run = {}
     for call in fake_modal.calls:
@@ -218,9 +219,10 @@ def test_jobs_sharing_data_preprocess_once_and_download_each_model_once(fake_mod
 
 
 def test_max_parallel_bounds_the_jobs_running_at_once(fake_modal):
+    fake_modal.barriers["train"] = threading.Barrier(2, timeout=60)   # two at once, in pairs
     rc = main(["-m", "lora_r=8,16,32,64", "backend=modal", "gpu=a100", "backend.max_parallel=2",
                "backend.poll_s=0.05", f"runs_root={fake_modal.local_root}"])
-    assert rc == 0 and fake_modal.high_water == 2
+    assert rc == 0 and fake_modal.high_water == 2 and not fake_modal.barriers["train"].broken
 
 
 def test_each_job_trains_on_its_own_gpus(fake_modal):

@@ -99,7 +99,7 @@ def test_endless_query_is_cut_off_at_the_time_limit():
     endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c"
     started = time.monotonic()
     result = score_record(record(endless), time_limit_s=0.5)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60   # cut off, not run to the end (which never comes)
     assert result["execution"] is False and "time limit" in result["error"]
 
 
