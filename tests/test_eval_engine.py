@@ -1,5 +1,6 @@
 """Generation engines: vLLM only where it can run, else transformers; the same prompts and stops either way."""
 
+import json
 import subprocess
 import sys
 import types
@@ -94,40 +95,81 @@ def test_batched_left_padded_generation_equals_one_prompt_at_a_time(tiny_model):
     assert batched == one and len(one) == 3 and all(isinstance(t, str) and t for t in one)
 
 
+VLLM_API = json.loads((Path(__file__).parent / "data" / "vllm-python-api.json").read_text())
+
+
+def _refuse_unknown(what: str, names, known: list[str]) -> None:
+    """A TypeError, as the real vLLM raises, for a name the locked vLLM does not have
+    (tests/data/vllm-python-api.json, from its wheel: bench/record_vllm_api.py)."""
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise TypeError(f"{what} got unexpected keyword argument(s) {unknown} (vLLM {VLLM_API['vllm']})")
+
+
 def fake_vllm(monkeypatch, completions: list[str]) -> dict:
-    """A stand-in `vllm` package that records what the engine sends it."""
+    """A stand-in `vllm` package that records what the engine sends it, and refuses option and field names
+    that the locked vLLM does not know."""
     seen: dict = {}
 
     seen["engines"], seen["calls"] = [], []
 
     class LLM:
         def __init__(self, **options):
+            _refuse_unknown("LLM()", options, VLLM_API["LLM"])
             seen["options"] = options
             seen["engines"].append(options)
 
-        def generate(self, prompts, params, use_tqdm=True, lora_request=None):
-            seen.update(prompts=prompts, params=params, lora=lora_request)
-            seen["calls"].append(lora_request)
+        def generate(self, prompts, params, **options):
+            _refuse_unknown("LLM.generate()", options, VLLM_API["LLM.generate"][2:])
+            seen.update(prompts=prompts, params=params, lora=options.get("lora_request"))
+            seen["calls"].append(options.get("lora_request"))
             texts = [completions[i % len(completions)] for i in range(len(prompts))]
             return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t, token_ids=list(range(len(t.split()))))])
                     for t in texts]
 
     class SamplingParams:
-        def __init__(self, **kwargs):
-            self.__dict__.update(kwargs)
+        def __init__(self, **fields):
+            _refuse_unknown("SamplingParams()", fields, VLLM_API["SamplingParams"])
+            self.__dict__.update(fields)
+
+    def tokens_prompt(**keys):
+        _refuse_unknown("TokensPrompt()", keys, VLLM_API["TokensPrompt"])
+        return dict(keys)
+
+    def lora_request(*args, **fields):
+        order = VLLM_API["LoRARequest"]
+        if len(args) > len(order):
+            raise TypeError(f"LoRARequest() takes at most {len(order)} positional arguments")
+        _refuse_unknown("LoRARequest()", fields, order)
+        named = {**dict(zip(order, args)), **fields}
+        return {"name": named["lora_name"], "id": named["lora_int_id"], "path": named.get("lora_path")}
 
     vllm = types.ModuleType("vllm")
     vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
     inputs = types.ModuleType("vllm.inputs")
-    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    inputs.TokensPrompt = tokens_prompt
     lora = types.ModuleType("vllm.lora")
     request = types.ModuleType("vllm.lora.request")
-    request.LoRARequest = lambda name, number, path: {"name": name, "id": number, "path": path}
+    request.LoRARequest = lora_request
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
     monkeypatch.setitem(sys.modules, "vllm.lora", lora)
     monkeypatch.setitem(sys.modules, "vllm.lora.request", request)
     return seen
+
+
+def test_the_fake_vllm_refuses_names_the_locked_vllm_does_not_have(monkeypatch):
+    fake_vllm(monkeypatch, ["x"])
+    import vllm
+    from vllm.lora.request import LoRARequest
+
+    vllm.LLM(model="m", enable_lora=True, max_lora_rank=16, gpu_memory_utilization=0.9)   # EngineArgs via **kwargs
+    with pytest.raises(TypeError, match="max_lora_ranks"):
+        vllm.LLM(model="m", max_lora_ranks=16)
+    with pytest.raises(TypeError, match="stop_strings"):
+        vllm.SamplingParams(temperature=0.0, stop_strings=["x"])
+    assert LoRARequest("tuned", 1, "/a")["path"] == "/a"
+    assert VLLM_API["vllm"] in open(ROOT / "runner" / "stack" / "gpu.lock").read().split("vllm==")[1][:10]
 
 
 def test_vllm_engine_gets_the_same_prompt_ids_greedy_and_the_same_stops(monkeypatch, tiny_model):
