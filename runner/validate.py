@@ -26,6 +26,43 @@ def axolotl_keys() -> dict[str, Any]:
     return json.loads(KEYS_FILE.read_text())
 
 
+@lru_cache(maxsize=None)
+def flat_group_keys(group: str) -> tuple[str, ...]:
+    """The top-level keys the options of a config group set, when the group writes top-level keys (tracking,
+    adapter, recipe: `# @package _global_` without a node of their own); () for anything else."""
+    import yaml
+
+    from runner.paths import CONF_DIR
+
+    folder = CONF_DIR / group
+    if not folder.is_dir():
+        return ()
+    keys: set[str] = set()
+    for option in folder.glob("*.yaml"):
+        node = yaml.safe_load(option.read_text()) or {}
+        if group in node:   # the group has a node of its own (gpu:, dataset:, ...): not a flat group
+            return ()
+        keys.update(k for k in node if k != "defaults")
+    return tuple(sorted(keys))
+
+
+def flat_group_key(group: str, value: dict[str, Any], group_keys: tuple[str, ...]) -> UserError:
+    """`tracking.project=x`: the tracking group has no `project`; it sets top-level keys such as wandb_project."""
+    import difflib
+
+    nested = str(next(iter(value), ""))
+
+    def closeness(candidate: str) -> float:   # the best match of `nested` with any run of the key's words
+        words = candidate.split("_")
+        parts = ["_".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)]
+        return max(difflib.SequenceMatcher(None, nested, part).ratio() for part in parts)
+
+    best = max(group_keys, key=closeness)
+    hint = f"; did you mean {best}=…?" if closeness(best) >= 0.75 else ""
+    return UserError(f"{group}.{nested} is not a setting: the {group} group sets top-level keys "
+                     f"({', '.join(group_keys)}){hint}")
+
+
 def check_axolotl_keys(axolotl_config: dict[str, Any]) -> None:
     """Unknown keys, which axolotl itself would drop without a word."""
     keys = axolotl_keys()
@@ -42,6 +79,8 @@ def check_axolotl_keys(axolotl_config: dict[str, Any]) -> None:
                 plugin = keys["plugin_classes"].get(owners[0], f"axolotl.integrations.{owners[0]}")
                 raise UserError(f"axolotl key '{key}' needs the {owners[0]} integration: add plugins='[{plugin}]'")
             continue
+        if isinstance(axolotl_config[key], dict) and (group_keys := flat_group_keys(key)):
+            raise flat_group_key(key, axolotl_config[key], group_keys)
         raise unknown("axolotl key", key, top | set(plugin_keys))
     for key, value in axolotl_config.items():
         check_value_kind(key, value, keys["value_kinds"].get(key))

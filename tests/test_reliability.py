@@ -83,6 +83,9 @@ def test_a_grid_sweep_checks_its_objective(tmp_path):
     (["gpu=cpu", "eval.engine=vllm"], "eval.engine=vllm needs a CUDA GPU: gpu=cpu runs on this CPU"),
     (["model=llama2", "base_model=/no/such/model"], "base_model=/no/such/model: no such folder"),
     (["model=llama2", "base_model=./empty"], "has no config.json: not a Hugging Face model folder"),
+    (["tracking=wandb", "tracking.project=x"], "tracking.project is not a setting: the tracking group sets top-level "
+                                               "keys (mlflow_experiment_name"),
+    (["tracking=mlflow", "+tracking.experimnt=x"], "did you mean mlflow_experiment_name=…?"),
 ])
 def test_settings_that_cannot_work_are_refused_by_the_dry_run(tmp_path, overrides, message):
     (tmp_path / "empty").mkdir()
