@@ -90,9 +90,10 @@ class Evaluation:
             record = {"split": None, "n": 0, "note": "no held-out data: set dataset.test_path or val_set_size"}
             RunFolder(self.run_dir).update_metrics(eval=record)
             return record
+        tuned = models.tuned_model(self.run_dir, self.config)   # no tuned weights: one line, before any work
         if self.settings.base and "base" not in self.results:
             self._evaluate("base", models.base_model(self.config))
-        self._evaluate("tuned", models.tuned_model(self.run_dir, self.config))
+        self._evaluate("tuned", tuned)
         self.memory.drop()
         if self.waiting:
             _generate_with_vllm(self.run_dir, self.waiting, self.results, self.split, self.settings)
