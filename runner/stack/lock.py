@@ -86,15 +86,35 @@ def require_linux_x86_64() -> None:
                          f"runs it, and the lock is for Linux x86-64 (this is {sys.platform} {platform.machine()})")
 
 
+def built_wheels_dir() -> Path:
+    """Wheels built from source archives, one folder per archive hash: the same archive builds the same
+    wheel, so a check after the first one builds nothing (DeepSpeed's build alone takes minutes)."""
+    return Path(os.environ.get("RUNNER_CACHE") or Path.home() / ".cache" / "runner") / "lock-wheels"
+
+
 def build_from_source(spec: str, index: str, sdists: Path, wheels: Path) -> tuple[str, str, str]:
-    """Download `spec`'s source archive, build it into a wheel; (name, version, sha256 of the archive)."""
+    """Download `spec`'s source archive, build it into a wheel (or take the one built from the same archive
+    before); (name, version, sha256 of the archive)."""
+    import shutil
+
     before = set(sdists.iterdir())
     pip("download", "--no-deps", "--no-binary=:all:", "--index-url", index, "-d", str(sdists), spec)
     (archive,) = set(sdists.iterdir()) - before or [_existing(sdists, spec)]
-    # DS_BUILD_OPS=0: DeepSpeed's kernels compile at first use, as they do in the image
-    pip("wheel", "--no-deps", "--index-url", index, "-w", str(wheels), str(archive), env={"DS_BUILD_OPS": "0"})
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    cached = built_wheels_dir() / digest
+    if not list(cached.glob("*.whl")):
+        staging = cached.with_name(f"{digest}.{os.getpid()}")
+        staging.mkdir(parents=True, exist_ok=True)
+        # DS_BUILD_OPS=0: DeepSpeed's kernels compile at first use, as they do in the image
+        pip("wheel", "--no-deps", "--index-url", index, "-w", str(staging), str(archive), env={"DS_BUILD_OPS": "0"})
+        try:
+            staging.rename(cached)
+        except OSError:   # another check built it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    for wheel in cached.glob("*.whl"):
+        shutil.copy(wheel, wheels / wheel.name)
     name, version = _sdist_name_version(archive.name)
-    return name, version, "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+    return name, version, "sha256:" + digest
 
 
 def _existing(sdists: Path, spec: str) -> Path:
