@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from runner import tracking
 from runner.records import write_json
-from runner.runfolder import RunFolder
+from runner.runfolder import Heartbeat, RunFolder
 from runner.settings import STAGES
 from runner.stages import axolotl_stages, evaluate, prepare, stage_env
 from runner.stages.logged import Standby, run_logged
@@ -87,8 +87,9 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
         raise StageFailed(stage, 1, [], folder.log_file(stage), reason) from e
     stage_vars = {**_stage_vars(config, stage, env), **tracker_vars}
     try:
-        output = run_logged(standby.cmd if standby else cmd, folder.log_file(stage), stage, env=stage_vars,
-                            cwd=folder.path, label=label, standby=standby)
+        with Heartbeat(folder):   # a run on another host is told from a dead one by it (`runs list`: died)
+            output = run_logged(standby.cmd if standby else cmd, folder.log_file(stage), stage, env=stage_vars,
+                                cwd=folder.path, label=label, standby=standby)
     except KeyboardInterrupt as e:   # Ctrl-C, SIGTERM, SIGHUP: interrupted, not running; `runs resume` continues it
         how = {"signal": e.signal_name} if getattr(e, "signal_name", None) else {}
         folder.set_stage(stage, "interrupted", **how)

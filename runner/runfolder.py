@@ -178,6 +178,49 @@ class RunFolder:
         return yaml.safe_load((self.path / "composed.yaml").read_text())
 
 
+# A running stage's runner process touches <run>/heartbeat.json this often; a run recorded as running on
+# another host whose heartbeat is older than HEARTBEAT_STALE_S shows as `died` (runner/runs/again.py).
+HEARTBEAT_S = 60.0
+HEARTBEAT_STALE_S = 600.0
+
+
+class Heartbeat:
+    """While a stage runs: {"at", "host", "pid"} written to <run>/heartbeat.json every HEARTBEAT_S seconds,
+    from a thread of the runner process, so that a run on another host can be told from a dead one."""
+
+    def __init__(self, folder: RunFolder, every: float | None = None):
+        import threading
+
+        self.path, self.every = folder.path / "heartbeat.json", every or HEARTBEAT_S
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _write(self) -> None:
+        write_json(self.path, {"at": round(time.time(), 1), "host": platform.node(), "pid": os.getpid()})
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.every):
+            try:
+                self._write()
+            except OSError:   # a full or gone disk: the stage itself will say so
+                pass
+
+    def __enter__(self) -> Heartbeat:
+        self._write()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def heartbeat_at(path: Path) -> float | None:
+    """When the run's runner process last said it was alive (None: never recorded)."""
+    value = read_json(path / "heartbeat.json", {}).get("at")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def process_start(pid: int) -> int | None:
     """When process `pid` started (clock ticks since boot, Linux), to tell it from a later process given
     the same pid; None where /proc does not say."""

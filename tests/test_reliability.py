@@ -96,12 +96,12 @@ def test_settings_that_cannot_work_are_refused_by_the_dry_run(tmp_path, override
 
 # -- a run whose process is gone ---------------------------------------------------------------------------
 
-def _running_run(root, pid, start=None):
+def _running_run(root, pid, start=None, host=None):
     from runner.runfolder import RunFolder
 
     run = root / "20261205-120000-tiny-lora-abcd"
     (run / "logs").mkdir(parents=True)
-    process = {"pid": pid, "host": platform.node(), **({"start": start} if start is not None else {})}
+    process = {"pid": pid, "host": host or platform.node(), **({"start": start} if start is not None else {})}
     (run / "status.json").write_text(json.dumps({"state": "running", "process": process,
                                                  "stages": {"train": {"state": "running"}}}))
     (run / "job.json").write_text(json.dumps({"choices": {"model": "tiny", "adapter": "lora", "gpu": "cpu"}}))
@@ -126,6 +126,28 @@ def test_a_run_whose_process_is_gone_shows_as_died_with_how_to_resume(tmp_path):
     shutil.rmtree(folder.path)
     folder = _running_run(tmp_path, os.getpid(), start=process_start(os.getpid()))   # alive: running
     assert " running " in list_runs(tmp_path) and "died" not in show_run(folder)
+
+
+def test_a_run_on_another_host_is_told_from_a_dead_one_by_its_heartbeat(tmp_path, monkeypatch, capsys):
+    import time
+
+    from runner import runfolder
+    from runner.runs import list_runs, main, show_run
+
+    folder = _running_run(tmp_path, 4242, host="node-7")
+    assert " running " in list_runs(tmp_path)   # no heartbeat recorded: nothing to go by
+    monkeypatch.setattr(runfolder, "HEARTBEAT_S", 0.05)
+    with runfolder.Heartbeat(folder):   # what a stage's runner process does while the stage runs
+        first = runfolder.heartbeat_at(folder.path)
+        time.sleep(0.3)
+        assert runfolder.heartbeat_at(folder.path) > first   # beating
+    assert " running " in list_runs(tmp_path)
+    assert main(["--runs-root", str(tmp_path), "resume", folder.run_id]) == 2   # not from here while it beats
+    assert "is running on node-7 (process 4242" in capsys.readouterr().err
+    stale = time.time() - runfolder.HEARTBEAT_STALE_S - 5
+    (folder.path / "heartbeat.json").write_text(json.dumps({"at": stale, "host": "node-7", "pid": 4242}))
+    assert " died " in list_runs(tmp_path)
+    assert f"is gone: python -m runner.runs resume {folder.run_id}" in show_run(folder)
 
 
 def test_the_train_stage_refuses_to_start_without_disk_for_its_weights(plan, tmp_path, monkeypatch):

@@ -42,17 +42,20 @@ def backend_of(folder: RunFolder) -> str:
     return (job.get("compute") or {}).get("backend") or ("modal" if modal_record(folder.path) else "local")
 
 
-def shown_state(status: dict) -> str:
-    """The recorded state, but `died` for a run recorded as running whose runner process is gone."""
+def shown_state(status: dict, folder: RunFolder | None = None) -> str:
+    """The recorded state, but `died` for a run recorded as running whose runner process is gone (on another
+    host: whose heartbeat stopped; not for runs on Modal, whose sweep keeps their records)."""
+    from runner.runfolder import heartbeat_at
     from runner.runs.again import died
 
-    return "died" if died(status) else status.get("state", "unknown")
+    heartbeat = heartbeat_at(folder.path) if folder is not None and not modal_record(folder.path) else None
+    return "died" if died(status, heartbeat) else status.get("state", "unknown")
 
 
 def summary_row(folder: RunFolder) -> list[str]:
     job, status, metrics = read_json(folder.path / "job.json", {}), folder.status(), folder.metrics()
     choices = job.get("choices") or {}
-    state = shown_state(status)
+    state = shown_state(status, folder)
     if state == "failed" and status.get("failed_stage"):
         state = f"failed ({status['failed_stage']})"
     gpu_hours, cost = gpu_usage(folder.path)
@@ -73,9 +76,9 @@ def list_runs(root: Path) -> str:
 
 def show_run(folder: RunFolder) -> str:
     job, status, metrics = read_json(folder.path / "job.json", {}), folder.status(), folder.metrics()
-    lines = [f"run {folder.run_id}  {shown_state(status)}  (backend {backend_of(folder)})",
+    lines = [f"run {folder.run_id}  {shown_state(status, folder)}  (backend {backend_of(folder)})",
              f"  overrides   {' '.join(job.get('overrides') or []) or '(defaults)'}"]
-    if shown_state(status) == "died":
+    if shown_state(status, folder) == "died":
         process = status.get("process") or {}
         lines.append(f"  died        its runner (process {process.get('pid')} on {process.get('host')}) is gone: "
                      f"python -m runner.runs resume {folder.run_id}")

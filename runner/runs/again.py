@@ -19,7 +19,7 @@ from typing import Any
 from runner.backends.modal_records import modal_record
 from runner.errors import UserError
 from runner.records import read_json
-from runner.runfolder import RunFolder
+from runner.runfolder import RunFolder, heartbeat_at
 from runner.settings import STAGES
 
 DONE = ("succeeded", "skipped")
@@ -40,11 +40,25 @@ def still_running(status: dict[str, Any]) -> bool:
     return process.get("start") is None or process_start(int(process["pid"])) == process["start"]
 
 
-def died(status: dict[str, Any]) -> bool:
-    """Recorded as running on this host by a runner process that is gone (kill -9, a crash, a reboot)."""
+def running_elsewhere(folder: RunFolder, status: dict[str, Any]) -> bool:
+    """Recorded as running on another host, whose runner's heartbeat is recent."""
     process = status.get("process") or {}
-    return (status.get("state") == "running" and process.get("host") == platform.node()
-            and bool(process.get("pid")) and not still_running(status))
+    return (status.get("state") == "running" and bool(process.get("pid")) and process.get("host") != platform.node()
+            and heartbeat_at(folder.path) is not None and not died(status, heartbeat_at(folder.path)))
+
+
+def died(status: dict[str, Any], heartbeat: float | None = None) -> bool:
+    """Recorded as running by a runner process that is gone (kill -9, a crash, a reboot): on this host, the
+    process is not there; on another host (a shared file system, a cluster's node), its heartbeat
+    (runfolder.Heartbeat, `heartbeat` = its last time) stopped more than HEARTBEAT_STALE_S ago."""
+    from runner.runfolder import HEARTBEAT_STALE_S
+
+    process = status.get("process") or {}
+    if status.get("state") != "running" or not process.get("pid"):
+        return False
+    if process.get("host") == platform.node():
+        return not still_running(status)
+    return heartbeat is not None and time.time() - heartbeat > HEARTBEAT_STALE_S
 
 
 def resume(folder: RunFolder) -> int:
@@ -59,6 +73,11 @@ def resume(folder: RunFolder) -> int:
         raise UserError(f"run {folder.run_id} succeeded: nothing to resume")
     if still_running(status):
         raise UserError(f"run {folder.run_id} is still running (process {status['process']['pid']}): nothing to resume")
+    if running_elsewhere(folder, status):
+        process = status["process"]
+        raise UserError(f"run {folder.run_id} is running on {process.get('host')} (process {process.get('pid')}, alive "
+                        f"{time.time() - (heartbeat_at(folder.path) or 0):.0f} s ago): resume it there, or once it "
+                        f"shows as died")
     stages = tuple(s for s in STAGES if status.get("stages", {}).get(s, {}).get("state") not in DONE)
     if "train" in stages:   # the train stage sets them aside too; done here so the line below names the right one
         for name in folder.set_aside_incomplete_checkpoints():
