@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FAULTS = [
     ("cache key: data settings compared the wrong way round", "runner/cache.py",
-     "if k not in NOT_DATA and", "if k in NOT_DATA and", ["tests/test_records.py", "tests/test_manage.py"]),
+     "if k not in NOT_DATA and", "if k in NOT_DATA and", ["tests/test_records.py", "tests/test_modal_app.py", "tests/test_manage.py"]),
     ("a dropped stage: eval never runs", "runner/schema/stages.py",
      'STAGES = ("prepare", "preprocess", "train", "merge", "eval")', 'STAGES = ("prepare", "preprocess", "train", "merge")',
      ["tests/test_hydra_app.py", "tests/test_stage_failure.py", "tests/test_schema.py"]),
@@ -30,7 +30,7 @@ FAULTS = [
      ["tests/test_sql_metric.py", "tests/test_eval_sql_literals.py"]),
     ("a skipped validation: memory never checked", "runner/validate.py",
      "    if est.total <= limit:\n        return\n    hint = []", "    if True:\n        return\n    hint = []",
-     ["tests/test_memory.py", "tests/test_combinations.py"]),
+     ["tests/test_memory.py", "tests/test_schema.py"]),
     ("schedule: auto epochs off by one", "runner/schedule.py",
      "return max(1, min(MAX_EPOCHS, math.ceil(EXAMPLES_PER_RUN / max(1, records))))",
      "return max(1, min(MAX_EPOCHS, math.ceil(EXAMPLES_PER_RUN / max(1, records)) + 1))", ["tests/test_schedule.py"]),

@@ -106,9 +106,10 @@ def _refuse_unknown(what: str, names, known: list[str]) -> None:
         raise TypeError(f"{what} got unexpected keyword argument(s) {unknown} (vLLM {VLLM_API['vllm']})")
 
 
-def fake_vllm(monkeypatch, completions: list[str]) -> dict:
+def fake_vllm(monkeypatch, completions: list[str], tuned: list[str] | None = None) -> dict:
     """A stand-in `vllm` package that records what the engine sends it, and refuses option and field names
-    that the locked vLLM does not know."""
+    that the locked vLLM does not know. It answers with `completions`, or with `tuned` (when given) for the
+    tuned weights: a request with the LoRA, or an engine opened on a merged model."""
     seen: dict = {}
 
     seen["engines"], seen["calls"] = [], []
@@ -116,14 +117,16 @@ def fake_vllm(monkeypatch, completions: list[str]) -> dict:
     class LLM:
         def __init__(self, **options):
             _refuse_unknown("LLM()", options, VLLM_API["LLM"])
-            seen["options"] = options
+            seen["options"] = self.options = options
             seen["engines"].append(options)
 
         def generate(self, prompts, params, **options):
             _refuse_unknown("LLM.generate()", options, VLLM_API["LLM.generate"][2:])
             seen.update(prompts=prompts, params=params, lora=options.get("lora_request"))
             seen["calls"].append(options.get("lora_request"))
-            texts = [completions[i % len(completions)] for i in range(len(prompts))]
+            weights_tuned = options.get("lora_request") is not None or Path(self.options["model"]).name == "merged"
+            answers = tuned if tuned and weights_tuned else completions
+            texts = [answers[i % len(answers)] for i in range(len(prompts))]
             return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t, token_ids=list(range(len(t.split()))))])
                     for t in texts]
 
@@ -202,7 +205,7 @@ def test_vllm_eval_starts_one_engine_when_tuned_is_base_plus_adapter(monkeypatch
     from runner.stages import evaluate
     from test_eval_stage import QUICK, make_run
 
-    seen = fake_vllm(monkeypatch, ["[SQL] SELECT 1 [/SQL]"])
+    seen = fake_vllm(monkeypatch, ["[SQL] SELECT 1 [/SQL]"], tuned=["[SQL] SELECT name FROM t [/SQL]"])
     availability(monkeypatch, vllm=True, gpu=True)
     folder = make_run(plan, tmp_path, tiny_model, eval_settings={**QUICK, "limit": 3, "engine": "vllm"}, tuned=tuned)
     record = evaluate.evaluate_run(folder.path, folder.composed())
@@ -210,8 +213,12 @@ def test_vllm_eval_starts_one_engine_when_tuned_is_base_plus_adapter(monkeypatch
     if tuned == "adapter":
         assert seen["engines"][0]["enable_lora"] is True
         assert seen["calls"][0] is None and seen["calls"][1]["path"] == str(folder.outputs)   # base, then tuned
-    assert record["base"]["generated_tokens"] == record["tuned"]["generated_tokens"] == 3 * 4
-    assert record["base"]["exact_match"] == record["tuned"]["exact_match"] and record["tuned"]["eval_loss"] > 0
+    # each model's own answers, each scored on its own (the fake's token ids: one per word)
+    assert (record["base"]["generated_tokens"], record["tuned"]["generated_tokens"]) == (3 * 4, 3 * 6)
+    predictions = {v: [json.loads(line)["prediction"] for line in
+                       (folder.path / "eval" / f"predictions-{v}.jsonl").read_text().splitlines()] for v in ("base", "tuned")}
+    assert predictions == {"base": ["[SQL] SELECT 1 [/SQL]"] * 3, "tuned": ["[SQL] SELECT name FROM t [/SQL]"] * 3}
+    assert record["tuned"]["eval_loss"] > 0
 
 
 def test_batch_size_null_fits_the_batch_to_the_gpus_free_memory(monkeypatch):

@@ -26,6 +26,22 @@ def runs_in(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "job.json").is_file())
 
 
+def test_the_tokenised_data_key_follows_the_data_settings_and_nothing_else(plan):
+    """Jobs that differ in training settings share tokens; a setting that changes the tokens (row length, the
+    prompt format, the data file) does not."""
+    from runner.cache import prepared_key
+
+    def key(*overrides, data="abc"):
+        return prepared_key(plan(*overrides).axolotl_config, {"train": data})
+
+    base = key()
+    for training in ("learning_rate=3e-4", "lora_r=32", "num_epochs=2", "micro_batch_size=2", "optimizer=adamw_torch"):
+        assert key(training) == base, training
+    for tokens in ("sequence_len=512", "train_on_inputs=true", "sample_packing=true"):
+        assert key(tokens) != base, tokens
+    assert key(data="def") != base
+
+
 def test_a_sweep_run_twice_is_all_cached_the_second_time(tmp_path):
     args = ["-m", "lora_r=4,8", "learning_rate=1e-3,2e-3", *STAGES_OFF, f"runs_root={tmp_path / 'runs'}"]
     first = runner(*args, cwd=tmp_path)
