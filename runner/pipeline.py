@@ -49,7 +49,7 @@ class StageResult:
 
 def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = None,
               env: dict[str, str] | None = None, label: str | None = None,
-              standby: Standby | None = None) -> StageResult:
+              standby: Standby | None = None, on_record: Callable[[], None] | None = None) -> StageResult:
     """One stage of a run. `env` adds to the stage's environment (CUDA_VISIBLE_DEVICES: the GPUs the local
     launcher gave the job); `label` prefixes its progress lines when jobs run side by side; `standby`: the
     stage's process, started earlier and waiting (run_stages)."""
@@ -89,7 +89,7 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
     try:
         with Heartbeat(folder):   # a run on another host is told from a dead one by it (`runs list`: died)
             output = run_logged(standby.cmd if standby else cmd, folder.log_file(stage), stage, env=stage_vars,
-                                cwd=folder.path, label=label, standby=standby)
+                                cwd=folder.path, label=label, standby=standby, on_record=on_record)
     except KeyboardInterrupt as e:   # Ctrl-C, SIGTERM, SIGHUP: interrupted, not running; `runs resume` continues it
         how = {"signal": e.signal_name} if getattr(e, "signal_name", None) else {}
         folder.set_stage(stage, "interrupted", **how)
@@ -223,18 +223,27 @@ def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[st
     config = folder.composed()
     folder.set_state("running", started_at=round(time.time(), 3))   # this attempt's start: start-up is timed from it
     standby: Standby | None = None
+    tokenising = TokenisingLock(folder, label)
     try:
         for stage in stages:
+            if stage == "preprocess" and (config.get("stages") or {}).get("preprocess", True):
+                tokenising.acquire()   # another job tokenising this data key: wait for its tokens
             if stage == "preprocess" and "train" in stages and _folds_into_train(folder, config):
                 folder.set_stage(stage, "skipped", folded="train",
-                                 reason="tokenised in the train stage's process (one process start-up less)")
+                                 reason="tokenised in the train stage's process (one process start-up less)"
+                                 + (f"; waited for run {tokenising.waited_for} to tokenise the same data"
+                                    if tokenising.waited_for else ""))
                 print(f"  {label + ' ' if label else ''}{stage:<10}  in the train stage's process", file=sys.stderr,
                       flush=True)
                 continue
             if stage == "train" and "eval" in stages and _eval_on_standby(config):
                 standby = Standby(evaluate.command(folder.path, config, standby=True),
                                   env=_stage_vars(config, "eval", env), cwd=folder.path)
-            run_stage(folder, stage, config, env, label, standby=standby if stage == "eval" else None)
+            # the trainer's first logged step: the tokens are on disk, another job may load them
+            run_stage(folder, stage, config, env, label, standby=standby if stage == "eval" else None,
+                      on_record=tokenising.release if stage == "train" else None)
+            if stage in ("preprocess", "train"):
+                tokenising.release()
             if stage == "train" and folder.status()["stages"].get("preprocess", {}).get("folded") == "train":
                 _record_prepared(folder, "train")
     except KeyboardInterrupt as e:   # between stages: the run is interrupted all the same
@@ -243,9 +252,55 @@ def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[st
             folder.set_state("interrupted", **how)
         raise
     finally:
+        tokenising.release()
         if standby is not None:   # a failed or interrupted train, or eval turned off: it exits unused
             standby.discard()
     folder.set_state("succeeded")
+
+
+class TokenisingLock:
+    """One job at a time tokenises a data key under a runs root: the first takes <prepared>/_runner/<key>.lock
+    (an exclusive flock) before its preprocess (or the train it is folded into) and lets go once the trainer
+    logs its first step (the tokens are saved by then) or the stage ends; a second job with the same key,
+    started meanwhile, waits for it, saying so, and then loads those tokens instead of writing the same
+    folder at the same time."""
+
+    def __init__(self, folder: RunFolder, label: str | None = None):
+        from runner.cache import prepared_marker
+
+        keyed = _prepared_key(folder)
+        self.path = prepared_marker(*keyed).with_suffix(".lock") if keyed else None
+        self.run_id, self.label = folder.run_id, label
+        self.fd: int | None = None
+        self.waited_for: str | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+        import os
+
+        if self.path is None or self.fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "another job"
+            print(f"  {self.label + ' ' if self.label else ''}preprocess  waiting: run {holder} is tokenising the "
+                  f"same data", file=sys.stderr, flush=True)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.waited_for = holder
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, self.run_id.encode(), 0)
+
+    def release(self) -> None:
+        import fcntl
+        import os
+
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 def _eval_on_standby(config: dict[str, Any]) -> bool:

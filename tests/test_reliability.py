@@ -217,3 +217,64 @@ def test_sigterm_leaves_the_run_interrupted_with_the_signal_named(tmp_path, sign
     # the trainer finished its step and saved a checkpoint to resume from (one epoch saves only at its end)
     assert "graceful_stop: SIGTERM received: saving a checkpoint" in (run / "logs" / "train.log").read_text()
     assert list((run / "outputs").glob("checkpoint-*/trainer_state.json"))
+
+
+# -- two runners, one runs root, the same data ----------------------------------------------------------
+
+def test_a_second_job_with_the_same_data_waits_for_the_first_to_tokenise(plan, tmp_path, capsys):
+    import threading
+
+    from runner.pipeline import TokenisingLock
+    from runner.runfolder import RunFolder
+
+    first, second = (RunFolder.create(plan(f"runs_root={tmp_path}", f"lora_r={r}").for_run(f"run-{r}")) for r in (8, 16))
+    holder, waiter = TokenisingLock(first), TokenisingLock(second)
+    assert holder.path == waiter.path   # one data key, one lock
+    holder.acquire()
+    thread = threading.Thread(target=waiter.acquire)
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive()   # waiting while the first job tokenises
+    holder.release()
+    thread.join(10)
+    assert not thread.is_alive() and waiter.waited_for == "run-8"
+    assert "preprocess  waiting: run run-8 is tokenising the same data" in capsys.readouterr().err
+    waiter.release()
+    other = TokenisingLock(RunFolder.create(plan(f"runs_root={tmp_path}", "sequence_len=512").for_run("run-x")))
+    assert other.path != holder.path   # other tokens: no waiting
+
+
+def test_the_tokenising_job_lets_go_at_the_trainers_first_step(plan, tmp_path, monkeypatch):
+    from runner import pipeline
+    from runner.pipeline import TokenisingLock
+    from runner.runfolder import RunFolder
+
+    folder = RunFolder.create(plan(f"runs_root={tmp_path}").for_run("run-1"))
+    probe = TokenisingLock(RunFolder.create(plan(f"runs_root={tmp_path}").for_run("run-2")))
+    seen = []
+
+    def held() -> bool:
+        import fcntl
+        import os
+
+        fd = os.open(probe.path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def run_stage(folder, stage, config=None, env=None, label=None, standby=None, on_record=None):
+        if stage == "train":
+            seen.append(("before the first step", held()))
+            on_record()   # the trainer logs its first step
+            seen.append(("after it", held()))
+        folder.set_stage(stage, "succeeded")
+
+    monkeypatch.setattr(pipeline, "run_stage", run_stage)
+    monkeypatch.setattr(pipeline, "_folds_into_train", lambda folder, config: True)
+    pipeline.run_stages(folder, stages=("preprocess", "train"))
+    assert seen == [("before the first step", True), ("after it", False)]

@@ -27,6 +27,7 @@ class StageOutput:
     records: list[dict] = field(default_factory=list)   # parsed trainer metric dicts, in order, each with
                                                         # `wall_s`: seconds from the process's start to its line
     tail: list[str] = field(default_factory=list)       # last lines, for the failure message
+    on_record: Callable[[], None] | None = field(default=None, repr=False)   # called after each metric record
 
     @property
     def reason(self) -> str | None:
@@ -96,10 +97,12 @@ GO = b"go\n"
 
 
 def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] | None = None,
-               cwd: str | Path | None = None, label: str | None = None, standby: Standby | None = None) -> StageOutput:
-    """Run `cmd` (or let `standby`, started earlier with the same command, go) and follow it to the end."""
+               cwd: str | Path | None = None, label: str | None = None, standby: Standby | None = None,
+               on_record: Callable[[], None] | None = None) -> StageOutput:
+    """Run `cmd` (or let `standby`, started earlier with the same command, go) and follow it to the end;
+    `on_record` is called after each metric line it prints (a trainer's first: its data is tokenised)."""
     progress = StageProgress(stage, label=label)
-    output = StageOutput(returncode=-1)
+    output = StageOutput(returncode=-1, on_record=on_record)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
@@ -187,6 +190,8 @@ def _handle_line(line: str, progress: StageProgress, output: StageOutput, tail: 
             values["wall_s"] = round(time.monotonic() - started, 2)
             output.records.append(values)
             progress.record(values)
+            if output.on_record is not None:
+                output.on_record()
     progress.feed(line)
 
 
