@@ -56,7 +56,7 @@ def test_a_failed_train_discards_the_standby(plan, tmp_path, tiny_model, monkeyp
         def discard(self):
             events.append("discarded")
 
-    def run_stage(folder, stage, config, env, label, standby=None):
+    def run_stage(folder, stage, config, env, label, standby=None, on_record=None):
         events.append(stage)
         if stage == "train":
             raise pipeline.StageFailed("train", 1, [], folder.log_file("train"))

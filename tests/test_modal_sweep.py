@@ -82,7 +82,7 @@ class FakeModal:
                 self.running -= 1
                 call["end"] = time.monotonic()
 
-    def fake_stage(self, cmd, log_file, stage, env=None, cwd=None, label=None, standby=None):
+    def fake_stage(self, cmd, log_file, stage, env=None, cwd=None, label=None, standby=None, on_record=None):
         """The stage's process (pipeline.run_logged's part): its log, its exit code, a trainer's metric lines."""
         overrides = " ".join(read_json(Path(log_file).parents[1] / "job.json")["overrides"])
         time.sleep(DELAY)
@@ -91,6 +91,8 @@ class FakeModal:
         Path(log_file).write_text(f"{stage} log\n")
         failing = any(text in overrides and stage == failing for text, failing in self.fail)
         records = [{"loss": 2.0, "wall_s": 1.0}, {"loss": 1.0, "wall_s": 2.0}] if stage == "train" else []
+        for _ in records if on_record is not None else ():
+            on_record()
         return StageOutput(returncode=1 if failing else 0, records=records, tail=["boom"] if failing else [])
 
     def calls_of(self, stage):
