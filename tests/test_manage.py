@@ -147,9 +147,11 @@ def test_a_run_killed_during_train_resumes_from_its_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_leaves_the_run_interrupted(tmp_path):
     root = tmp_path / "runs"
+    # SIGINT as a terminal leaves it, even where the suite was started in the background (a shell without job
+    # control starts background commands with SIGINT ignored, and Python then never turns it into Ctrl-C)
     process = subprocess.Popen([sys.executable, "-m", "runner", "num_epochs=1", "max_steps=200", f"runs_root={root}"],
                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
         status = [json.loads(p.read_text()) for p in root.glob("*/status.json")]
