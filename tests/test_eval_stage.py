@@ -62,6 +62,21 @@ def keep_environ(monkeypatch) -> None:
         monkeypatch.delenv(key, raising=False)
 
 
+def counted_loads(monkeypatch) -> list[str]:
+    """The paths AutoModelForCausalLM.from_pretrained loads from here on, in order (it still loads them)."""
+    from transformers import AutoModelForCausalLM
+
+    loads: list[str] = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counted(cls, *args, **kwargs):
+        loads.append(args[0])
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counted))
+    return loads
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     return build_tiny(tmp_path_factory.mktemp("models") / "tiny-llama")
@@ -115,19 +130,10 @@ def test_tuned_adapter_without_merge_is_evaluated_as_base_plus_adapter(plan, tmp
 
 def test_base_then_base_plus_adapter_load_the_weights_once(plan, tmp_path, tiny_model, monkeypatch):
     """The tuned model is the base in memory with the adapter merged in: the same figures as loading it anew."""
-    from transformers import AutoModelForCausalLM
-
     folder = make_run(plan, tmp_path, tiny_model, eval_settings=QUICK, tuned="trained adapter")
     alone = make_run(plan, tmp_path / "alone", tiny_model, eval_settings={**QUICK, "base": False},
                      tuned="trained adapter")
-    loads = []
-    original = AutoModelForCausalLM.from_pretrained.__func__
-
-    def counted(cls, *args, **kwargs):
-        loads.append(args[0])
-        return original(cls, *args, **kwargs)
-
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counted))
+    loads = counted_loads(monkeypatch)
     both = evaluate.evaluate_run(folder.path, folder.composed())
     assert loads == [str(tiny_model)]
     assert both["tuned"]["eval_loss"] != pytest.approx(both["base"]["eval_loss"], rel=1e-3)   # the adapter counts

@@ -8,7 +8,7 @@ import pytest
 from runner import pipeline
 from runner.stages import evaluate, stage_env
 from runner.stages.logged import Standby, run_logged
-from test_eval_stage import QUICK, make_run, tiny_model  # noqa: F401 - the module-scoped tiny model fixture
+from test_eval_stage import QUICK, counted_loads, make_run, tiny_model  # noqa: F401 - the module-scoped tiny model fixture
 
 
 def start(folder) -> Standby:
@@ -74,18 +74,9 @@ def test_the_base_is_evaluated_ahead_while_training_and_the_tuned_model_after(pl
     one load, and the same figures as an eval that waited for the trainer."""
     import shutil
 
-    from transformers import AutoModelForCausalLM
-
     folder = make_run(plan, tmp_path / "ahead", tiny_model, eval_settings=QUICK, tuned="none")
     waited = make_run(plan, tmp_path / "waited", tiny_model, eval_settings=QUICK, tuned="trained adapter")
-    loads = []
-    original = AutoModelForCausalLM.from_pretrained.__func__
-
-    def counted(cls, *args, **kwargs):
-        loads.append(args[0])
-        return original(cls, *args, **kwargs)
-
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counted))
+    loads = counted_loads(monkeypatch)
     evaluation = evaluate.Evaluation(folder.path, folder.composed())
     evaluation.ahead(memory_bytes=1 << 30)   # the trainer is still running: no adapter yet
     assert "base" in evaluation.results and "eval" not in folder.metrics() and loads == [str(tiny_model)]
