@@ -50,6 +50,9 @@ class PerJobResources:
 @dataclass
 class SlurmLauncherConf(PerJobResources, SlurmQueueConf):
     _target_: str = "runner.launcher.SlurmLauncher"
+    # a job that reaches its time limit saves a checkpoint and is requeued this often (Hydra's 0: never;
+    # submitit's own default is 3); preemptions requeue regardless
+    max_num_timeout: int = 3
 
 
 @dataclass

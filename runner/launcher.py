@@ -187,11 +187,14 @@ class _PerJobResources:
         self.translated: list[Any] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
-        """On the node: the job as the user wrote it on the command line, for its records."""
-        from runner import compose
+        """On the node: the job, with the command line as the user wrote it for its records. Preempted, it
+        saves a checkpoint and is requeued (submitit calls `checkpoint`: this same call again), and the
+        call that starts again continues the run's folder (runner/runfolder.py: earlier_attempt)."""
+        from runner import compose, signals
 
         compose._translated[:] = self.translated
-        return super().__call__(*args, **kwargs)   # type: ignore[misc]
+        with signals.requeued_on_preemption():
+            return super().__call__(*args, **kwargs)   # type: ignore[misc]
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit

@@ -6,6 +6,7 @@ run_stage() inside each stage's Modal function, over the same run folder on a Vo
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import time
@@ -92,13 +93,13 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
                                 cwd=folder.path, label=label, standby=standby, on_record=on_record)
     except KeyboardInterrupt as e:   # Ctrl-C, SIGTERM, SIGHUP: interrupted, not running; `runs resume` continues it
         how = {"signal": e.signal_name} if getattr(e, "signal_name", None) else {}
+        if stage == "train":   # the steps done so far: a resumed train's history starts after them
+            _keep_train_records(folder, getattr(e, "records", []))
         folder.set_stage(stage, "interrupted", **how)
         folder.set_state("interrupted", interrupted_stage=stage, **how)
         raise
-    if stage == "train" and output.records:
-        history = _after_earlier_attempts(folder, output.records)
-        write_json(folder.path / "logs" / "train_history.json", history)
-        folder.update_metrics(**axolotl_stages.train_metrics(history), **_startup(folder, output.records))
+    if stage == "train":
+        _keep_train_records(folder, output.records)
     if output.returncode != 0:
         reason = output.reason
         error = {"error": reason} if reason else {}   # `runs show RUN` prints a stage's error
@@ -204,15 +205,23 @@ def _startup(folder: RunFolder, records: list[dict]) -> dict[str, Any]:
     return {"startup": startup}
 
 
+def _keep_train_records(folder: RunFolder, records: list[dict]) -> None:
+    """The trainer's records into logs/train_history.json (after an earlier attempt's) and metrics.json."""
+    if records:
+        history = _after_earlier_attempts(folder, records)
+        write_json(folder.path / "logs" / "train_history.json", history)
+        folder.update_metrics(**axolotl_stages.train_metrics(history), **_startup(folder, records))
+
+
 def _after_earlier_attempts(folder: RunFolder, records: list[dict]) -> list[dict]:
-    """A resumed train logs from its checkpoint on: keep what the earlier attempt logged before that."""
+    """A resumed train logs from its checkpoint on: keep what the earlier attempts logged before its first
+    step (it may evaluate first, at the checkpoint's epoch), less their end-of-training summaries."""
     from runner.records import read_json
 
     earlier = read_json(folder.path / "logs" / "train_history.json", [])
-    start = records[0].get("epoch")
-    if not earlier or not isinstance(start, (int, float)):
-        return records
-    return [r for r in earlier if isinstance(r.get("epoch"), (int, float)) and r["epoch"] < start] + records
+    start = next((r["epoch"] for r in records if "loss" in r and isinstance(r.get("epoch"), (int, float))), math.inf)
+    return [r for r in earlier if isinstance(r.get("epoch"), (int, float)) and r["epoch"] < start
+            and "train_runtime" not in r] + records
 
 
 def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[str, str] | None = None,

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import secrets
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,6 +55,21 @@ def open_run(job: Job) -> tuple[Job, RunFolder]:
     run_id = new_run_id(job.choices, job.config.get("run_name"))
     job = job.for_run(run_id)
     return job, RunFolder.create(job)
+
+
+def earlier_attempt(job: Job) -> RunFolder | None:
+    """The run folder this very job made when it started before, or None. A Slurm job (or submitit's local
+    one) that was preempted and requeued starts again with the same job id, sweep and job number: its run
+    goes on in that folder, from its first unfinished stage and its last checkpoint, not in a new one."""
+    launch = job.launch or {}
+    if not launch.get("job_id") or not launch.get("sweep_dir"):
+        return None
+    same = ("sweep_dir", "job_num", "job_id")
+    for path in sorted(Path(job.config["run_dir"]).parent.glob("*/job.json")):
+        earlier = read_json(path, {}).get("launch") or {}
+        if all(earlier.get(key) == launch.get(key) for key in same):
+            return RunFolder(path.parent)
+    return None
 
 
 def now() -> str:
@@ -109,6 +125,25 @@ class RunFolder:
                 moved.append(checkpoint.name)
         return moved
 
+    def unfinished_stages(self) -> tuple[str, ...]:
+        """The stages an earlier attempt did not finish, in order: where a resumed run starts."""
+        stages = self.status().get("stages", {})
+        return tuple(s for s in STAGES if stages.get(s, {}).get("state") not in ("succeeded", "skipped"))
+
+    def resume_point(self, stages: tuple[str, ...]) -> str:
+        """Where a resumed run starts, in words: its first stage, and the checkpoint train starts from (the
+        incomplete ones set aside first, as the train stage would)."""
+        if not stages:
+            return "nothing left to run"
+        where = f"stage {stages[0]}"
+        if "train" in stages:
+            for name in self.set_aside_incomplete_checkpoints():
+                print(f"set aside {name}: the run stopped while it was being written", file=sys.stderr)
+            checkpoints = sorted(self.outputs.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+            if checkpoints:
+                where += f", train from {checkpoints[-1].name}"
+        return where
+
     def log_file(self, stage: str) -> Path:
         return self.path / "logs" / f"{stage}.log"
 
@@ -156,7 +191,7 @@ class RunFolder:
         status = self.status()
         status["state"] = state
         if state in ("running", "succeeded"):   # what an earlier attempt left (a resumed run that now succeeds)
-            for stale in ("failed_stage", "interrupted_stage", "error"):
+            for stale in ("failed_stage", "interrupted_stage", "error", "signal"):
                 status.pop(stale, None)
         status.update(extra)
         if state in ("succeeded", "failed", "interrupted"):

@@ -77,3 +77,15 @@ def default_run(tmp_path_factory):
     result = run_cli(f"runs_root={runs_root}")
     run_dirs = sorted(p for p in runs_root.iterdir() if p.is_dir() and not p.name.startswith("_"))
     return result, (run_dirs[0] if run_dirs else None)
+
+
+def wait_for_train_steps(runs_root: Path, process: subprocess.Popen, steps: int = 2, timeout: float = 600) -> None:
+    """Until the (first) run under `runs_root` has logged `steps` trainer steps, or its runner ended."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        logs = [p.read_text() for p in Path(runs_root).glob("*/logs/train.log")]
+        if logs and logs[0].count("'loss'") >= steps:
+            return
+        time.sleep(0.2)

@@ -4,13 +4,14 @@ launcher writing the same run folders and sweep table."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_for_train_steps
 from fakes import nvidia_smi
 from runner.backends.local import DevicePool
 
@@ -121,7 +122,7 @@ def test_cfg_hydra_shows_the_plugins(tmp_path):
     assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher" in local.stdout
     slurm = runner("-m", "backend=slurm", "--cfg", "hydra", cwd=tmp_path)
     assert "runner.launcher.SlurmLauncher" in slurm.stdout and "runner.launcher.RunnerSweeper" in slurm.stdout
-    assert "mode: MULTIRUN" in slurm.stdout and list(tmp_path.iterdir()) == []
+    assert "mode: MULTIRUN" in slurm.stdout and "max_num_timeout: 3" in slurm.stdout and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
@@ -166,3 +167,41 @@ def test_an_optuna_search_on_the_tiny_model(tmp_path):
     best = min(record["jobs"], key=lambda row: row["objective"])
     assert record["best"] == best["run_id"] and optuna["best_value"] == pytest.approx(best["objective"])
     assert f"* best: job {best['job']}, run {best['run_id']}" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_preempted_slurm_job_requeues_itself_and_resumes_its_run(tmp_path):
+    """Preemption on Slurm, minus Slurm: submitit's local executor, and its preemption signal sent to the job's
+    process as Slurm would (submitit's LocalJob._interrupt does the same). The job saves a checkpoint, submitit
+    requeues it, and the job started again continues the same run folder from that checkpoint."""
+    import signal
+
+    runs = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "runner", "-m", "backend=slurm", "hydra/launcher=runner_submitit_local",
+                                "num_epochs=1", "max_steps=40", "sequence_len=128", "stages.merge=false", "stages.eval=false",
+                                f"runs_root={runs}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    wait_for_train_steps(runs, process)   # until the trainer has logged its first steps
+    tasks = subprocess.run(["pgrep", "-f", f"submitit.core._submit {runs}"], capture_output=True, text=True).stdout.split()
+    assert len(tasks) == 1, tasks
+    os.kill(int(tasks[0]), signal.SIGUSR2)
+    out, err = process.communicate(timeout=900)
+    assert process.returncode == 0, err[-3000:] + out
+    (run,) = [p for p in runs.iterdir() if not p.name.startswith("_")]   # one run: continued, not begun again
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "succeeded" and "signal" not in status and status["requeued"] == 1
+    log = (run / "logs" / "train.log").read_text()
+    assert log.count("\n$ ") == 1, log[-3000:]   # two attempts of the train stage, one log
+    first, second = log.split("\n$ ")
+    # the runner passed the stop on to the trainer, which finished its step and saved a checkpoint
+    stopped_at = int(re.search(r"graceful_stop: SIG\w+ received: saving a checkpoint at step (\d+)", first).group(1))
+    assert f"checkpoint-{stopped_at}" in second   # auto-resume picked it
+    history = json.loads((run / "logs" / "train_history.json").read_text())
+    steps = [r["epoch"] for r in history if "loss" in r]
+    assert len(steps) == 40 and steps == sorted(steps)   # every step once: the earlier attempt's, then the rest
+    submitit_logs = "".join(p.read_text() for p in (runs / "_sweeps").glob("*/.submitit/*/*_log.*"))
+    assert "this job is preempted" in submitit_logs and "Requeued job" in submitit_logs
+    assert f"started again (job {json.loads((run / 'job.json').read_text())['launch']['job_id']}, interrupted): stage train, " \
+           f"train from checkpoint-{stopped_at}" in submitit_logs
+    rows = json.loads(next((runs / "_sweeps").glob("*/sweep.json")).read_text())["jobs"]
+    assert [r["status"] for r in rows] == ["succeeded"]

@@ -4,6 +4,7 @@ run whose process is gone shows as `died` (issue 28)."""
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, wait_for_train_steps
 
 SEARCH = ("-m", "hparams_search=sql_lora")
 
@@ -171,6 +172,28 @@ def test_the_train_stage_refuses_to_start_without_disk_for_its_weights(plan, tmp
     assert not (folder.path / "logs" / "train.log").exists()   # nothing started
 
 
+
+@pytest.mark.parametrize("args", [
+    ["backend=local"], ["backend=modal", "gpu=a100"], ["-m", "backend=slurm", "gpu=a100"],
+    ["-m", "hydra/launcher=runner_submitit_local"], ["-m", "backend=local", "lora_r=8,16"],
+    ["-m", "hparams_search=sql_lora", "backend=slurm", "gpu=a100", "hydra.sweeper.n_trials=3"],
+], ids=["local", "modal", "slurm", "submitit_local", "grid", "slurm-search"])
+def test_a_dry_run_starts_nothing_whatever_the_launcher(tmp_path, args):
+    result = run_cli(*args, "dry_run=true", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "# overrides:" in result.stdout and "base_model:" in result.stdout   # the job(s) as they would run
+    assert nothing_created(tmp_path)
+
+
+def test_a_search_whose_trials_all_fail_ends_in_one_line(tmp_path):
+    """Each trial fails at once (the model cannot be downloaded here): the search ends with exit 2 and one
+    line saying so, not Optuna's "No trials are completed yet" traceback."""
+    result = run_cli(*SEARCH, "hydra.sweeper.n_trials=2", "model=pythia", "gpu=cpu", "base_model=no-such-org/no-such-model",
+                     f"runs_root={tmp_path / 'runs'}", cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: none of the search's 2 trials succeeded: see each trial's line above, or `python -m runner.runs list`" \
+        in result.stderr.splitlines() and "Traceback" not in result.stderr
+
 # -- signals ------------------------------------------------------------------------------------------------
 
 def test_sighup_and_sigterm_become_an_interrupt_that_names_them(capsys):
@@ -199,12 +222,7 @@ def test_sigterm_leaves_the_run_interrupted_with_the_signal_named(tmp_path, sign
     process = subprocess.Popen([sys.executable, "-m", "runner", "num_epochs=1", "max_steps=200", "stages.eval=false",
                                 f"runs_root={root}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 600   # until the trainer has logged its first steps
-    while time.monotonic() < deadline and process.poll() is None:
-        logs = [p.read_text() for p in root.glob("*/logs/train.log")]
-        if logs and logs[0].count("'loss'") >= 2:
-            break
-        time.sleep(0.2)
+    wait_for_train_steps(root, process)   # until the trainer has logged its first steps
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     name = signal.Signals(signum).name
@@ -218,6 +236,35 @@ def test_sigterm_leaves_the_run_interrupted_with_the_signal_named(tmp_path, sign
     assert "graceful_stop: SIGTERM received: saving a checkpoint" in (run / "logs" / "train.log").read_text()
     assert list((run / "outputs").glob("checkpoint-*/trainer_state.json"))
 
+
+
+@pytest.mark.slow
+def test_a_trainer_stopped_by_a_signal_of_its_own_is_not_a_finished_run(tmp_path):
+    """Slurm signals every process of a job, the trainer too; so do an admin's `kill` and some schedulers. A
+    trainer stopped that way saves a checkpoint and ends with 128 + the signal: the stage fails naming the
+    checkpoint and how to continue (it used to save the half-trained model as the result), and resume does."""
+    root = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "runner", "num_epochs=1", "max_steps=30", "stages.eval=false",
+                                "stages.merge=false", f"runs_root={root}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for_train_steps(root, process)   # until the trainer has logged its first steps
+    # the trainer alone (the oldest: its data loader's forked workers show the same command line)
+    trainer = subprocess.run(["pgrep", "-o", "-f", f"axolotl.cli.train {root}"], capture_output=True, text=True).stdout
+    os.kill(int(trainer), signal.SIGTERM)
+    out, err = process.communicate(timeout=300)
+    (run,) = [p for p in root.iterdir() if not p.name.startswith("_")]
+    assert process.returncode == 1, err[-2000:]
+    line = next(line for line in err.splitlines() if line.startswith("error: "))
+    assert re.fullmatch(rf"error: run {run.name}: train: training stopped by SIGTERM at step (\d+) \(checkpoint-\1 saved\): "
+                        rf"`python -m runner.runs resume {run.name}` continues it", line), line
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["stages"]["train"]["state"]) == ("failed", "failed")
+    assert not (run / "outputs" / "adapter_model.safetensors").exists()   # no half-trained result
+    resumed = run_cli("--runs-root", str(root), "resume", run.name, module="runner.runs", cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run / "status.json").read_text())["state"] == "succeeded"
+    steps = [r for r in json.loads((run / "logs" / "train_history.json").read_text()) if "loss" in r]
+    assert len(steps) == 30
 
 # -- two runners, one runs root, the same data ----------------------------------------------------------
 
@@ -278,3 +325,21 @@ def test_the_tokenising_job_lets_go_at_the_trainers_first_step(plan, tmp_path, m
     monkeypatch.setattr(pipeline, "_folds_into_train", lambda folder, config: True)
     pipeline.run_stages(folder, stages=("preprocess", "train"))
     assert seen == [("before the first step", True), ("after it", False)]
+
+
+
+@pytest.mark.slow
+def test_two_runners_started_at_once_in_one_root_tokenise_once(tmp_path):
+    root = tmp_path / "runs"
+    args = [sys.executable, "-m", "runner", "num_epochs=1", "max_steps=3", "stages.eval=false", "stages.merge=false",
+            f"runs_root={root}"]
+    both = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [process.communicate(timeout=600)[1] for process in both]
+    assert [process.returncode for process in both] == [0, 0], "\n".join(e[-1500:] for e in errs)
+    runs = sorted(p for p in root.iterdir() if not p.name.startswith("_"))
+    assert len(runs) == 2   # a folder each
+    waited = [e for e in errs if "preprocess  waiting: run " in e and "is tokenising the same data" in e]
+    assert len(waited) == 1, errs   # the second waited for the first's tokens, then loaded them
+    logs = [(r / "logs" / "train.log").read_text() for r in runs]
+    assert sorted("Loading prepared dataset from disk" in log for log in logs) == [False, True]   # tokenised once
+    assert all(json.loads((r / "status.json").read_text())["state"] == "succeeded" for r in runs)

@@ -19,7 +19,8 @@ from runner.backends.outcome import Outcome
 from runner.backends.placement import local_gpus
 from runner.pipeline import StageFailed, run_stages
 from runner.plan import Job
-from runner.runfolder import open_run
+from runner.runfolder import earlier_attempt, open_run
+from runner.settings import STAGES
 
 
 class DevicePool:
@@ -82,15 +83,23 @@ def run_job(job: Job, index: int, total: int, devices: list[int] | None = None, 
     env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))} if devices is not None else None
     if env and job.launch is not None:
         job = replace(job, launch={**job.launch, "devices": env["CUDA_VISIBLE_DEVICES"]})
-    job, folder = open_run(job)
-    run_id = folder.run_id
     where = f"  GPUs {env['CUDA_VISIBLE_DEVICES']}" if env else ""
+    folder = earlier_attempt(job)   # a requeued Slurm job: its run goes on where it stopped
+    if folder is None:
+        job, folder = open_run(job)
+        stages, again = STAGES, ""
+    else:
+        stages = folder.unfinished_stages()
+        folder.set_state(folder.status().get("state", "unknown"), requeued=folder.status().get("requeued", 0) + 1)
+        again = f"\n  started again (job {job.launch['job_id']}, {folder.status().get('state')}): {folder.resume_point(stages)}"
+    run_id = folder.run_id
     print(f"[{index}/{total}] run {run_id}  {' '.join(job.overrides) or '(defaults)'}{where}\n"
-          f"  {job.compute.describe()}", file=sys.stderr)
+          f"  {job.compute.describe()}{again}", file=sys.stderr)
     started = time.monotonic()
     state = summary_state = "succeeded"
     try:
-        run_stages(folder, env=env, label=label)
+        if stages:
+            run_stages(folder, stages, env=env, label=label)
     except StageFailed as e:
         state = summary_state = f"failed ({e.stage})"
         if e.reason:  # the stage said what to do: that line alone, the details stay in its log

@@ -20,9 +20,6 @@ from runner.backends.modal_records import modal_record
 from runner.errors import UserError
 from runner.records import read_json
 from runner.runfolder import RunFolder, heartbeat_at
-from runner.settings import STAGES
-
-DONE = ("succeeded", "skipped")
 
 
 def still_running(status: dict[str, Any]) -> bool:
@@ -78,13 +75,8 @@ def resume(folder: RunFolder) -> int:
         raise UserError(f"run {folder.run_id} is running on {process.get('host')} (process {process.get('pid')}, alive "
                         f"{time.time() - (heartbeat_at(folder.path) or 0):.0f} s ago): resume it there, or once it "
                         f"shows as died")
-    stages = tuple(s for s in STAGES if status.get("stages", {}).get(s, {}).get("state") not in DONE)
-    if "train" in stages:   # the train stage sets them aside too; done here so the line below names the right one
-        for name in folder.set_aside_incomplete_checkpoints():
-            print(f"set aside {name}: the run stopped while it was being written", file=sys.stderr)
-    checkpoints = sorted(folder.outputs.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    where = f", train from {checkpoints[-1].name}" if checkpoints and "train" in stages else ""
-    print(f"resuming run {folder.run_id} ({status.get('state')}) at stage {stages[0]}{where}", file=sys.stderr)
+    stages = folder.unfinished_stages()
+    print(f"resuming run {folder.run_id} ({status.get('state')}) at {folder.resume_point(stages)}", file=sys.stderr)
     started, state = time.monotonic(), "succeeded"
     try:
         run_stages(folder, stages)

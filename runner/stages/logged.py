@@ -115,8 +115,9 @@ def run_logged(cmd: list[str], log_file: Path, stage: str, env: dict[str, str] |
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd)
         try:
             _follow(process, log, progress, output, tail, started)
-        except KeyboardInterrupt:   # stop the stage's process too (it may not share our Ctrl-C or SIGTERM)
+        except KeyboardInterrupt as e:   # stop the stage's process too (it may not share our Ctrl-C or SIGTERM)
             stop(process, drain=lambda: _follow(process, log, progress, output, tail, started))
+            e.records = output.records   # type: ignore[attr-defined] - a resumed train keeps the steps done
             raise
         output.returncode = process.wait()
     output.tail = list(tail)
