@@ -93,6 +93,11 @@ def runner_run(name: str, tree: Path, overrides: str, model: str, data: Path, ru
                       **({} if "wall_s" in record else {"estimated": True})})
     curve.append({"epoch": epochs, "wall_s": round(wall, 2), "eval_loss": tuned["eval_loss"], "eval_stage": True})
     first_step = next((r["wall_s"] for r in history if "loss" in r and "wall_s" in r), None)
+    base = (metrics["eval"].get("base") or {}).get("eval_loss")
+    if (not evals or float(evals[0].get("epoch") or 0) > 0) and base is not None and first_step is not None:
+        # no evaluation before step 1 (runner.integrations.startup): the eval stage's base figure starts the curve
+        curve.insert(0, {"epoch": 0.0, "wall_s": round(train_start + first_step - started, 2), "eval_loss": base,
+                         "eval_stage": True})
     stages = {s: round((v.get("ended_at") or _epoch_seconds(v["ended"])) - (v.get("started_at") or _epoch_seconds(v["started"])), 1)
               for s, v in status["stages"].items() if v.get("started") and v.get("ended")}
     line.update(run_id=run.name, curve=curve, eval_loss=tuned["eval_loss"],

@@ -9,6 +9,9 @@
 #   bash bench/quality_session.sh profile          # convert the model if needed, one default run, then its
 #                                                  #   train stage again under bench/profile_train.py,
 #                                                  #   then the quality_bench entries in $EXTRA
+#   bash bench/quality_session.sh startup NAME=TREE...  # after bench: each entry's train stage again (TREE: the
+#                                                  #   code it ran, e.g. $Q/repo-TAG or $Q/before) under
+#                                                  #   bench/startup_sample.py, to its first step (in the background)
 #   bash bench/quality_session.sh wait [SECONDS]   # until the background work ends (or SECONDS pass);
 #                                                  #   copies every result so far into $OUT
 # Background work goes on between calls while the machine stays warm (a call at least every 30 s).
@@ -60,15 +63,44 @@ case "${1:-}" in
       --logs $Q/results-logs-profile $EXTRA ;;
   bench)
     tag=$2; shift 2
+    [ -d $MODEL ] || { cat $Q/smol.gguf.a $Q/smol.gguf.b > $Q/SmolLM2-135M-Instruct.Q4_1.gguf &&
+      PYTHONPATH=/tmp/site:$PWD python3 -m runner.models.gguf $Q/SmolLM2-135M-Instruct.Q4_1.gguf $MODEL \
+        --eos '<|im_end|>' --pad '<|endoftext|>' 2>&1 | tail -n 2; } || exit 1
     rm -rf $Q/repo-$tag && mkdir -p $Q/repo-$tag && cp -r bench runner conf experiments pyproject.toml $Q/repo-$tag/
     (cd $Q/repo-$tag && PYTHONPATH=/tmp/site:$Q/repo-$tag setsid nohup python3 bench/quality_bench.py --model $MODEL \
       --data $Q/qdata --before $Q/before --out $Q/results/quality.jsonl --logs $Q/results-logs-$tag \
       --plot $Q/results/quality.png "$@") > $Q/bench-$tag.log 2>&1 < /dev/null &
     sleep 2; tail -n 3 $Q/bench-$tag.log ;;
+  startup)
+    shift
+    setsid nohup bash "$0" startup-fg "$@" > $Q/startup.log 2>&1 < /dev/null &
+    sleep 2; tail -n 3 $Q/startup.log ;;
+  startup-fg)
+    shift
+    sampler=$(dirname "$(readlink -f "$0")")/startup_sample.py
+    for pair in "$@"; do
+      name=${pair%%=*} tree=${pair#*=}
+      run=$(ls -d /tmp/runs-$name-*/2* | tail -n 1) || continue
+      python3 - "$run" $Q/startup-$name <<'PY'
+import sys, yaml, pathlib
+run, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+config = yaml.safe_load((run / "config.yml").read_text())
+config["output_dir"] = str(out / "outputs")
+(out / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+PY
+      # the stage's own command as the run's train.log names it, with the copied config
+      cmd=$(head -n 1 $run/logs/train.log | sed 's/^\$ //' | awk '{for (i=2; i<NF; i++) printf "%s ", $i}')
+      module=$(echo "$cmd" | sed 's/^-m //')
+      echo "== $name ($tree): $module"
+      (cd $run && PYTHONPATH=/tmp/site:$tree python3 $sampler $Q/results/startup-$name.txt --exit \
+        -m $module $Q/startup-$name/config.yml > $Q/startup-$name/train.log 2>&1)
+      head -n 3 $Q/results/startup-$name.txt
+    done ;;
   wait)
     deadline=$(( $(date +%s) + ${2:-500} ))
-    while pgrep -f "recipe_probe.py|quality_bench.py|profile_train.py|profile-fg" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
+    while pgrep -f "recipe_probe.py|quality_bench.py|profile_train.py|profile-fg|startup-fg" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
     collect ;;
   *)
-    echo "usage: bash bench/quality_session.sh carry DIR | probe | profile | bench TAG ENTRY... | wait [SECONDS]" >&2; exit 2 ;;
+    echo "usage: bash bench/quality_session.sh carry DIR | probe | profile | bench TAG ENTRY... | startup NAME... | wait [SECONDS]" >&2; exit 2 ;;
 esac

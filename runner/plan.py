@@ -12,13 +12,14 @@ from runner.compose import DRY_RUN_ID, ComposedJob, JobOverrides, compose_job, e
 from runner.compute import ComputeSpec, compute_spec
 from runner.datacheck import DataFile, check_data_file
 from runner.settings import split_config
+from runner.stages.boot import STARTUP_PLUGIN as STARTUP
 
 
 GRACEFUL_STOP = "runner.integrations.graceful_stop.GracefulStopPlugin"
 
 # What planning derives from the composed config (runner/schedule.py and runner/validate.py: `auto` schedule
-# and memory settings, save/eval schedules; the graceful-stop plugin); a run's resolution takes them over
-# instead of deriving them again.
+# and memory settings, save/eval schedules; the start-up and graceful-stop plugins); a run's resolution takes
+# them over instead of deriving them again.
 DERIVED = ("num_epochs", "learning_rate", "sequence_len", "micro_batch_size", "gradient_checkpointing",
            "saves_per_epoch", "evals_per_epoch", "dataset_num_proc", "plugins")
 
@@ -74,12 +75,14 @@ def plan_composed(composed: ComposedJob) -> Job:
     avg_chars = _average_record_chars(data["train"])
     _resolve_settings(config, data["train"], avg_chars)
     validate.resolve_data_processes(config, data["train"].records)
-    if GRACEFUL_STOP not in (config.get("plugins") or []):   # SIGTERM/SIGHUP: a checkpoint, then stop
-        config["plugins"] = [*(config.get("plugins") or []), GRACEFUL_STOP]
+    plugins = config.get("plugins") or []
+    # start-up work cut (first: it patches before the trainer's imports); SIGTERM/SIGHUP: a checkpoint, then stop
+    config["plugins"] = [STARTUP, *(p for p in plugins if p not in (STARTUP, GRACEFUL_STOP)), GRACEFUL_STOP]
     validate.check_axolotl_keys(split_config(config)[1])
     validate.check_combination(config, choices)
     validate.check_build_target(config)
     validate.check_base_model(config, placement.backend)
+    validate.check_platform_limits(config, placement.backend)
     validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)
     return Job(composed, config, compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason), data, placement)

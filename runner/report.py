@@ -41,7 +41,10 @@ def loss_line(metrics: dict[str, Any], key: str) -> str | None:
     loss = metrics.get(key)
     if not loss:
         return None
-    return f"{_fmt(loss['first'])} → {_fmt(loss['last'])}"
+    text = f"{_fmt(loss['first'])} → {_fmt(loss['last'])}"
+    if loss.get("first_epoch"):   # the held-out curve starts after some training (no evaluation before step 1)
+        text += f"  (epoch {loss['first_epoch']:g} → {loss['last_epoch']:g})"
+    return text
 
 
 def run_summary(run_dir: Path, state: str, elapsed_s: float, metrics: dict[str, Any], adapter: bool) -> str:

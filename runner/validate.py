@@ -205,6 +205,16 @@ def check_base_model(config: dict[str, Any], backend: str) -> None:
                         "(a GGUF file? python -m runner.models.gguf FILE OUT_DIR converts one)")
 
 
+def check_platform_limits(config: dict[str, Any], backend: str) -> None:
+    """The chosen platform's own limits, in the plan rather than at launch: on Modal, 24 h a call, 10 retries,
+    its GPU types and counts for every stage, positive parallelism."""
+    if backend == "modal":
+        from runner.backends import modal_settings
+
+        modal_settings.stage_options(config)
+        modal_settings.max_parallel(config)
+
+
 TRACKER_PACKAGES = {"use_mlflow": ("mlflow", "tracking=mlflow", "mlflow-skinny"), "wandb_project": ("wandb", "tracking=wandb", "wandb")}
 
 

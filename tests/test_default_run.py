@@ -28,6 +28,8 @@ def test_loss_went_down_and_the_adapter_exists(default_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train_loss"]["last"] < 0.5 * metrics["train_loss"]["first"]
     assert metrics["eval_loss"]["last"] < metrics["eval_loss"]["first"]
+    history = json.loads((run_dir / "logs" / "train_history.json").read_text())
+    assert min(r["epoch"] for r in history if "eval_loss" in r) > 0   # no evaluation before step 1: the eval stage's base
     assert (run_dir / "outputs" / "adapter_model.safetensors").stat().st_size > 0
     assert (run_dir / "outputs" / "adapter_config.json").is_file()
 

@@ -36,16 +36,3 @@ def test_the_sampler_packs_the_same_batches_without_collecting(patched, monkeypa
     packing_gc.restore_sampler_gc()
     without = (len(sampler(lengths)), list(sampler(lengths)))
     assert len(calls) >= 5 and with_plugin == without   # axolotl's own: five or more per sampler
-
-
-def test_the_set_up_is_frozen_out_of_later_full_collections():
-    from runner.integrations import packing_gc
-
-    try:
-        frozen = packing_gc.freeze_setup_objects()
-        assert frozen > 10_000   # torch and the rest, imported by now
-        gc.collect()
-        assert gc.get_freeze_count() == frozen   # a full collection leaves them where they are
-    finally:
-        gc.unfreeze()
-    assert gc.get_freeze_count() == 0

@@ -87,6 +87,9 @@ def test_a_grid_sweep_checks_its_objective(tmp_path):
     (["tracking=wandb", "tracking.project=x"], "tracking.project is not a setting: the tracking group sets top-level "
                                                "keys (mlflow_experiment_name"),
     (["tracking=mlflow", "+tracking.experimnt=x"], "did you mean mlflow_experiment_name=…?"),
+    # the platform's own limits, before anything uploads (Modal: 24 h a call, 10 retries, its GPU names)
+    (["backend=modal", "gpu=a100", "backend.timeout_h=99"], "backend.timeout_h must be more than 0 and at most 24"),
+    (["backend=modal", "gpu=a100", "backend.eval_gpu=Z100"], "backend.eval_gpu: unknown Modal GPU 'Z100' (did you mean 'H100'?)"),
 ])
 def test_settings_that_cannot_work_are_refused_by_the_dry_run(tmp_path, overrides, message):
     (tmp_path / "empty").mkdir()

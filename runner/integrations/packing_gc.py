@@ -10,8 +10,8 @@ collections free nothing the sampler needs: its lists go by reference counting w
 own generational collection still runs.
 
 Listed under `plugins` by the packing recipe; it patches when axolotl registers plugins, before any data
-is loaded. Once the trainer is built it also freezes the set-up's objects (`freeze_setup_objects`), so the
-full collections axolotl still runs (after each checkpoint save, at the end) stay short.
+is loaded. (The full collections axolotl still runs, after each checkpoint save and at the end, stay short:
+runner.integrations.startup freezes the set-up's objects out of their reach.)
 """
 
 from __future__ import annotations
@@ -53,20 +53,7 @@ def restore_sampler_gc() -> None:
     multipack.gc = gc
 
 
-def freeze_setup_objects() -> int:
-    """Move every object alive now (torch, transformers, axolotl, the model, the data) out of reach of later
-    full collections, which then walk only what training creates. axolotl still collects after each
-    checkpoint save and once training ends: 0.27 s each with the trainer's ~680 000 objects on this project's
-    2-core machine, ~0 after this (bench/RESULTS.md §13). The frozen objects live until the process ends,
-    which it does after training."""
-    gc.freeze()
-    return gc.get_freeze_count()
-
-
 class PackingGcPlugin(BasePlugin):
     def register(self, cfg):
         if skip_sampler_gc():
             LOG.info("packing_gc: the multipack sampler no longer runs gc.collect() after every packing pass")
-
-    def post_trainer_create(self, cfg, trainer):
-        LOG.info(f"packing_gc: {freeze_setup_objects()} objects of the set-up frozen out of later collections")

@@ -118,12 +118,15 @@ def loss_chart(folders: list[RunFolder], names: list[str], path: Path) -> Path |
     histories = [read_json(f.path / "logs" / "train_history.json", []) for f in folders]
     if not any(histories):
         return None
+    bases = [((read_json(f.path / "metrics.json", {}).get("eval") or {}).get("base") or {}).get("eval_loss") for f in folders]
     plt, fig = _figure(8, 4.5)
     ax = fig.add_subplot(1, 1, 1)
-    for i, (history, name) in enumerate(zip(histories, names)):
+    for i, (history, name, base) in enumerate(zip(histories, names, bases)):
         colour = f"C{i % 10}"
         train = [(r["epoch"], r["loss"]) for r in history if isinstance(r.get("loss"), (int, float)) and "epoch" in r]
         held = [(r["epoch"], r["eval_loss"]) for r in history if isinstance(r.get("eval_loss"), (int, float)) and "epoch" in r]
+        if held and held[0][0] > 0 and isinstance(base, (int, float)):
+            held.insert(0, (0.0, base))   # the base model's held-out loss (the eval stage's) starts the curve
         if train:
             ax.plot(*zip(*train), color=colour, linewidth=1.5, label=f"{name} train")
         if held:

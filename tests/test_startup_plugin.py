@@ -1,0 +1,95 @@
+"""The start-up plugin (runner.integrations.startup): the same op sources and distribution map, cheaper, and
+no evaluation before the first step. Each check runs in a fresh interpreter: the patches are process-wide."""
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+
+def run_python(code: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_op_sources_and_the_distribution_map_are_what_the_originals_give():
+    found = run_python("""
+        import importlib.metadata, json, torch, transformers
+        import torch._library.utils as utils
+        from runner.integrations import startup
+
+        def caller():   # the registering code's view: get_source(1) names the line that called it
+            return utils.get_source(1)
+
+        before = caller()
+        fresh = importlib.metadata.packages_distributions()
+        patched = (startup.cheap_op_sources(), startup.one_distribution_map())
+        again = (startup.cheap_op_sources(), startup.one_distribution_map())
+        after = caller()
+        shared = importlib.metadata.packages_distributions()
+        from transformers.utils import import_utils
+
+        lib = torch.library.Library("startup_test", "DEF")
+        lib.define("twice(Tensor x) -> Tensor")
+        torch.library.register_fake("startup_test::twice", lambda x: torch.empty_like(x), lib=lib)
+        import gc
+        gc.disable()   # as runner.stages.boot leaves it
+        startup.StartupPlugin().register({})
+        print(json.dumps({"collecting": gc.isenabled(), "frozen": gc.get_freeze_count(), "before": before, "after": after, "patched": patched, "again": again,
+                          "same_map": shared == fresh, "reused": shared is import_utils.PACKAGE_DISTRIBUTION_MAPPING,
+                          "torch_listed": "torch" in shared.get("torch", [])}))
+    """)
+    assert found["patched"] == [True, True] and found["again"] == [False, False]   # once per process
+    assert found["before"] == found["after"] and re.fullmatch(r"<string>:\d+", found["before"])   # the caller's line
+    assert found["same_map"] and found["reused"] and found["torch_listed"]
+    assert found["collecting"] and found["frozen"] > 100_000   # back on, torch's and transformers' objects out of reach
+
+
+def test_the_trainer_does_not_evaluate_before_its_first_step():
+    from runner.integrations.startup import StartupPlugin
+
+    assert StartupPlugin().get_training_args({}) == {"eval_on_start": False}
+
+
+def test_boot_runs_a_module_as_python_m_does_with_the_collector_paused_for_the_start_up_plugin(tmp_path):
+    import os
+    from pathlib import Path
+
+    (tmp_path / "bootprobe.py").write_text(
+        "import gc, json, sys\n"
+        "if __name__ == '__main__':\n"
+        "    print(json.dumps({'argv': sys.argv, 'collecting': gc.isenabled(), 'spec': __spec__.name}))\n")
+    with_plugin, without = tmp_path / "with.yml", tmp_path / "without.yml"
+    with_plugin.write_text("plugins:\n  - runner.integrations.graceful_stop.GracefulStopPlugin\n"
+                           "  - runner.integrations.startup.StartupPlugin\n")
+    without.write_text("base_model: x\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[1])])}
+
+    def probe(*command):
+        done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    plain = probe("bootprobe", str(with_plugin))
+    booted = probe("runner.stages.boot", "bootprobe", str(with_plugin))
+    assert booted["argv"] == plain["argv"] and booted["spec"] == plain["spec"] == "bootprobe"
+    assert plain["collecting"] and not booted["collecting"]   # the plugin turns it back on once registered
+    assert probe("runner.stages.boot", "bootprobe", str(without))["collecting"]   # no plugin: never paused
+
+
+def test_the_set_up_is_frozen_out_of_later_full_collections_until_exit():
+    import gc
+
+    from runner.integrations import startup
+
+    try:
+        startup.freeze_alive("test")
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000   # torch and the rest, imported by now
+        gc.collect()
+        assert gc.get_freeze_count() == frozen   # a full collection leaves them where they are
+    finally:
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0
