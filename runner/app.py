@@ -156,7 +156,7 @@ def launch_of(hydra_config) -> dict:
 
 def sweep_report(runs_root: Path, sweep_dir: Path) -> str:
     """The sweep's report page (<sweep>/report/index.html), or why there is none."""
-    from runner.runs.reportpage import resolve_targets, write_report
+    from runner.reportpage import resolve_targets, write_report
 
     try:
         folders, title, _ = resolve_targets(Path(runs_root), [str(sweep_dir)])

@@ -60,7 +60,7 @@ def job_key(job: Any) -> str:
     })
 
 
-def find_run(runs_root: str | Path, key: str) -> Path | None:
+def cached_run(runs_root: str | Path, key: str) -> Path | None:
     """The newest succeeded run under runs_root with this cache key."""
     hits = []
     for record in Path(runs_root).glob("*/job.json"):

@@ -80,7 +80,7 @@ def answer_remotely(run_id: str, questions: list[Question], options: InferOption
 
 
 def is_modal_run(folder: Any) -> bool:
-    from runner.runs import backend_of
+    from runner.lookup import backend_of
 
     return backend_of(folder) == "modal"
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if not loop and not args.get("prompt"):
             raise UserError('prompt="..." is required (or interactive=true)')
         options = options_from(args)
-        from runner.runs import find_run, run_folders
+        from runner.lookup import find_run, run_folders
 
         root = Path(args.get("runs_root", "runs"))
         if not run_folders(root):

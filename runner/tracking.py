@@ -157,7 +157,7 @@ def _wandb_run(record: dict[str, Any], **extra: Any):
 def _wandb_start(folder: RunFolder, config: dict[str, Any]) -> dict[str, Any]:
     import wandb
 
-    from runner.runs.compare import flatten
+    from runner.records import flatten
 
     record = {"tracker": "wandb", "project": str(config.get("wandb_project")), "entity": config.get("wandb_entity"),
               "run_id": re.sub(r"[^a-zA-Z0-9_-]", "-", folder.run_id), "name": str(config.get("wandb_name") or folder.run_id),

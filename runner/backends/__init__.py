@@ -66,13 +66,13 @@ def _cached(job: Job, index: int, total: int) -> Outcome | None:
     import sys
     from pathlib import Path
 
-    from runner.cache import find_run, job_key
+    from runner.cache import cached_run, job_key
     from runner.records import read_json, write_json
 
     job.cache_key = job_key(job)
     if job.config.get("rerun"):
         return None
-    hit = find_run(Path(job.config["run_dir"]).parent, job.cache_key)
+    hit = cached_run(Path(job.config["run_dir"]).parent, job.cache_key)
     if hit is None:
         return None
     print(f"[{index + 1}/{total}] cached: run {hit.name} succeeded with the same config, data and code "

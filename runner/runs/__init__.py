@@ -4,7 +4,7 @@
   show      one run: its overrides, stages, metrics and where its files are
   sync      copy Modal runs' records and logs back from the runs Volume (all unfinished runs, or those named)
   compare   only the settings that differ between runs, then their results side by side (compare.py)
-  report    an HTML page with PNG charts of runs or sweeps: losses, metrics vs parameters, time, cost (reportpage.py)
+  report    an HTML page with PNG charts of runs or sweeps: losses, metrics vs parameters, time, cost (runner/reportpage.py)
   resume    continue a failed or interrupted run in its own folder; rerun: the same job anew (again.py)
   merge     write finished runs' merged models (adapter + base → outputs/merged) (merge.py)
 """
@@ -20,7 +20,7 @@ from runner.errors import UserError, report, unknown
 from runner.records import read_json
 from runner.report import _fmt, eval_metric, loss_line, text_table
 from runner.runfolder import RunFolder
-from runner.runs.lookup import find_run, run_folders
+from runner.lookup import backend_of, find_run, run_folders
 
 USAGE = """usage: python -m runner.runs [--runs-root DIR] COMMAND
 
@@ -35,11 +35,6 @@ USAGE = """usage: python -m runner.runs [--runs-root DIR] COMMAND
   rerun RUN            the same job again from its records, in a new run folder
   merge RUN [RUN ...]  write each run's merged model (adapter + base) into its outputs/merged
 """
-
-
-def backend_of(folder: RunFolder) -> str:
-    job = read_json(folder.path / "job.json", {})
-    return (job.get("compute") or {}).get("backend") or ("modal" if modal_record(folder.path) else "local")
 
 
 def shown_state(status: dict, folder: RunFolder | None = None) -> str:
@@ -177,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(compare([find_run(root, name) for name in rest]))
         elif command == "report":
-            from runner.runs.reportpage import report as write_report
+            from runner.reportpage import report as write_report
 
             print(write_report(root, rest))
         elif command in ("resume", "rerun") and len(rest) == 1:

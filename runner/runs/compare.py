@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.backends.modal_records import gpu_usage
+from runner.lookup import settings_of
 from runner.runfolder import RunFolder
 
 # result rows: label → a function of (metrics, folder)
@@ -33,22 +34,6 @@ def _tuned(metrics: dict[str, Any], key: str) -> Any:
 
 def _base(metrics: dict[str, Any], key: str) -> Any:
     return ((metrics.get("eval") or {}).get("base") or {}).get(key)
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
-def settings_of(folder: RunFolder) -> dict[str, Any]:
-    """The composed config, flat, with this run's id replaced (run_dir, output_dir, tracker run names)."""
-    flat = flatten(folder.composed())
-    return {key: (value.replace(folder.run_id, "<run>") if isinstance(value, str) else value)
-            for key, value in flat.items() if key not in ("run_id", "run_dir")}
 
 
 def _cell(value: Any) -> str:

@@ -1,10 +1,13 @@
-"""Run folders under a runs root, and one found by its id or a unique prefix."""
+"""Run folders under a runs root, one found by its id or a unique prefix, and the backend that ran one."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from runner.backends.modal_records import modal_record
 from runner.errors import UserError, did_you_mean
+from runner.records import flatten, read_json
 from runner.runfolder import RunFolder
 
 
@@ -26,3 +29,15 @@ def find_run(root: Path, name: str) -> RunFolder:
         raise UserError(f"no runs under {root} (set --runs-root DIR)")
     hint = did_you_mean(name, ids) or " (see `python -m runner.runs list`)"
     raise UserError(f"no run '{name}' under {root}{hint}")
+
+
+def backend_of(folder: RunFolder) -> str:
+    job = read_json(folder.path / "job.json", {})
+    return (job.get("compute") or {}).get("backend") or ("modal" if modal_record(folder.path) else "local")
+
+
+def settings_of(folder: RunFolder) -> dict[str, Any]:
+    """The composed config, flat, with this run's id replaced (run_dir, output_dir, tracker run names)."""
+    flat = flatten(folder.composed())
+    return {key: (value.replace(folder.run_id, "<run>") if isinstance(value, str) else value)
+            for key, value in flat.items() if key not in ("run_id", "run_dir")}

@@ -35,7 +35,7 @@ def resolve_targets(root: Path, names: list[str]) -> tuple[list[RunFolder], str,
     """The runs named (ids or prefixes) and the runs of the sweeps named (a sweep folder, or its name under
     <runs_root>/_sweeps); no names: every run under the root. Returns the runs, a title, and the sweep
     folder when exactly one sweep was named (its report goes inside it by default)."""
-    from runner.runs.lookup import find_run, run_folders
+    from runner.lookup import find_run, run_folders
     from runner.sweeps import sweep_rows
 
     if not names:
@@ -267,7 +267,7 @@ th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}co
 
 def write_report(folders: list[RunFolder], title: str, out: Path) -> Path:
     """index.html plus the PNGs in `out`; returns the page's path."""
-    from runner.runs.compare import settings_of
+    from runner.lookup import settings_of
 
     out.mkdir(parents=True, exist_ok=True)
     params = swept_parameters(folders)
