@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 from runner.settings import STAGES
 
-Job = dict[str, Any]   # one job's plain-data request, built by modal_launcher.job_request
-CreateRun = Callable[[Job], None]
-CallStage = Callable[[Job, str, dict[str, str]], Any]   # (job, stage, stages to mark skipped first)
+JobRequest = dict[str, Any]   # one job's plain-data request (not plan.Job), built by modal_launcher.job_request
+CreateRun = Callable[[JobRequest], None]
+CallStage = Callable[[JobRequest, str, dict[str, str]], Any]   # (job, stage, stages to mark skipped first)
 
 
 @dataclass
@@ -37,7 +37,7 @@ class JobResult:
         return asdict(self)
 
 
-FinishRun = Callable[[Job, JobResult], None]
+FinishRun = Callable[[JobRequest, JobResult], None]
 
 
 class SharedStep:
@@ -49,7 +49,7 @@ class SharedStep:
         self.ok = False
 
 
-def shared_steps(jobs: list[Job]) -> dict[str, dict[str, SharedStep]]:
+def shared_steps(jobs: list[JobRequest]) -> dict[str, dict[str, SharedStep]]:
     """Per stage, group key → its SharedStep; the leader is the group's first job (plan order)."""
     groups: dict[str, dict[str, SharedStep]] = {"prepare": {}, "preprocess": {}}
     for job in jobs:
@@ -59,7 +59,7 @@ def shared_steps(jobs: list[Job]) -> dict[str, dict[str, SharedStep]]:
     return groups
 
 
-def run_sweep(jobs: list[Job], max_parallel: int, create: CreateRun, call_stage: CallStage,
+def run_sweep(jobs: list[JobRequest], max_parallel: int, create: CreateRun, call_stage: CallStage,
               finish: FinishRun, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run every job; returns one JobResult dict per job, in plan order."""
     shared = shared_steps(jobs)
@@ -69,7 +69,7 @@ def run_sweep(jobs: list[Job], max_parallel: int, create: CreateRun, call_stage:
         return [future.result().to_dict() for future in futures]
 
 
-def run_job(job: Job, total: int, shared: dict[str, dict[str, SharedStep]], create: CreateRun,
+def run_job(job: JobRequest, total: int, shared: dict[str, dict[str, SharedStep]], create: CreateRun,
             call_stage: CallStage, finish: FinishRun, log: Callable[[str], None]) -> JobResult:
     result = JobResult(job["index"], job["run_id"])
     tag = f"[{job['index']}/{total}] {job['run_id']}"

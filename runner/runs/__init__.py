@@ -1,12 +1,6 @@
-"""`python -m runner.runs COMMAND`: the runs under a runs root, local or Modal.
-
-  list      one line per run: id, state, backend, model/adapter/gpu, train loss, eval, GPU-hours, cost
-  show      one run: its overrides, stages, metrics and where its files are
-  sync      copy Modal runs' records and logs back from the runs Volume (all unfinished runs, or those named)
-  compare   only the settings that differ between runs, then their results side by side (compare.py)
-  report    an HTML page with PNG charts of runs or sweeps: losses, metrics vs parameters, time, cost (runner/reportpage.py)
-  resume    continue a failed or interrupted run in its own folder; rerun: the same job anew (again.py)
-  merge     write finished runs' merged models (adapter + base → outputs/merged) (merge.py)
+"""`python -m runner.runs COMMAND`: the runs under a runs root, local or Modal. One module per command that
+needs more than a few lines (compare, again: resume and rerun, merge); the commands and their arguments are
+USAGE below, which `--help` prints. It sits on top of the core, which never imports it (tests/test_layout.py).
 """
 
 from __future__ import annotations
