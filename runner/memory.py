@@ -3,7 +3,8 @@ checkpointing is needed. It errs slightly high; real use also depends on kernels
 
 Per GPU: base weights at load precision + trainable state (weights, gradients, Adam moments) +
 activations kept for the backward pass + logits + a fixed CUDA overhead, with DeepSpeed ZeRO dividing
-the sharded parts by the GPU count.
+the sharded parts by the GPU count. `resolve_memory_settings` picks the `auto` micro batch and activation
+checkpointing from it.
 """
 
 from __future__ import annotations
@@ -141,4 +142,40 @@ def estimate(config: dict[str, Any], gradient_checkpointing: bool | None = None,
     )
 
 
+MICRO_BATCH_CHOICES = (64, 32, 16, 8, 4, 2, 1)
+# Leave room for what the memory model does not see (allocator peaks, compile workspaces).
+AUTO_HEADROOM = 0.9
+# Past ~16k tokens per micro batch a 7B LoRA step is matmul-bound: on an H200, 8 x 4096 ran 1 % slower
+# per token than 4 x 4096 (bench/RESULTS.md) while holding 122 instead of 67 GiB. The cap keeps that
+# memory free for longer rows, evaluation and the allocator.
+MAX_TOKENS_PER_MICRO_BATCH = 16384
 
+
+def resolve_memory_settings(config: dict[str, Any], longest_record_chars: int | None = None,
+                            data_cap: int | None = None) -> None:
+    """Fill in `micro_batch_size: auto` and `gradient_checkpointing: auto` from the memory model.
+
+    Recomputing activations costs ~30 % more compute, so the largest micro batch that fits without
+    checkpointing wins; checkpointing is turned on only when not even a micro batch of 1 fits.
+    `data_cap`: the most rows the data wants per step (runner/schedule.py: small data gets more, smaller
+    steps); the memory model's choice never exceeds it.
+    """
+    auto_batch = config.get("micro_batch_size") == "auto"
+    auto_ckpt = config.get("gradient_checkpointing") == "auto"
+    if not (auto_batch or auto_ckpt):
+        return
+    limit = config["gpu"]["memory_gib"] * AUTO_HEADROOM
+    checkpointing_options = (False, True) if auto_ckpt else (config.get("gradient_checkpointing") is True,)
+    row = row_tokens(config, longest_record_chars)
+    batches = tuple(b for b in MICRO_BATCH_CHOICES
+                    if b == 1 or (b * row <= MAX_TOKENS_PER_MICRO_BATCH and b <= (data_cap or b))) \
+        if auto_batch else (int(config["micro_batch_size"]),)
+    for checkpointing in checkpointing_options:
+        for batch in batches:
+            trial = {**config, "micro_batch_size": batch}
+            if estimate(trial, checkpointing, longest_record_chars).total <= limit:
+                config["micro_batch_size"], config["gradient_checkpointing"] = batch, checkpointing
+                return
+    # nothing fits: the smallest settings, so that validate.check_memory reports the problem with its numbers
+    config["micro_batch_size"] = batches[-1]
+    config["gradient_checkpointing"] = checkpointing_options[-1]

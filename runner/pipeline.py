@@ -7,14 +7,13 @@ run_stage() inside each stage's Modal function, over the same run folder on a Vo
 from __future__ import annotations
 
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from runner import tracking
+from runner import prepared, tracking
 from runner.records import write_json
 from runner.runfolder import Heartbeat, RunFolder
 from runner.settings import STAGES
@@ -63,7 +62,7 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
         folder.set_stage(stage, "skipped", reason="nothing to do for this config")
         return StageResult(stage, "skipped")
     if stage == "preprocess":
-        reused = _prepared_before(folder)
+        reused = prepared.prepared_before(folder)
         if reused:
             folder.set_stage(stage, "succeeded", reused=reused["run_id"],
                              reason=f"reused the data tokenised by run {reused['run_id']}")
@@ -109,59 +108,13 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
         raise StageFailed(stage, output.returncode, output.tail, folder.log_file(stage), reason)
     folder.set_stage(stage, "succeeded")
     if stage == "preprocess":
-        _record_prepared(folder)
+        prepared.record_prepared(folder)
     tracking.after_stage(folder, config, stage, "succeeded")
     return StageResult(stage, "succeeded")
 
 
 def _stage_vars(config: dict[str, Any], stage: str, env: dict[str, str] | None) -> dict[str, str]:
     return {**stage_env(config, offline=stage != "prepare" or config["model_spec"].get("build") == "tiny"), **(env or {})}
-
-
-def _prepared_key(folder: RunFolder) -> tuple[dict[str, Any], str] | None:
-    import yaml
-
-    from runner.cache import prepared_key
-    from runner.records import read_json
-
-    axolotl_config = yaml.safe_load(folder.config_file.read_text())
-    data = (read_json(folder.path / "provenance.json", {}).get("data") or {})
-    if not axolotl_config.get("dataset_prepared_path") or not data:
-        return None
-    return axolotl_config, prepared_key(axolotl_config, {split: d.get("sha256") for split, d in data.items()})
-
-
-def _prepared_before(folder: RunFolder) -> dict[str, Any] | None:
-    """The record of an earlier preprocess with this run's data key, if its data is still there. axolotl's
-    preprocess command always tokenises again; its train command loads what is prepared (by its own hash)."""
-    from runner.cache import prepared_marker
-    from runner.records import read_json
-
-    keyed = _prepared_key(folder)
-    if keyed is None:
-        return None
-    record = read_json(prepared_marker(*keyed), None)
-    if not record or not record.get("datasets") or not all(Path(p).is_dir() for p in record["datasets"]):
-        return None
-    return record
-
-
-PREPARED = re.compile(r"(?:Unable to find prepared dataset in|Loading prepared dataset from disk at) (/\S+?)(?:\.\.\.)?$")
-
-
-def _record_prepared(folder: RunFolder, stage: str = "preprocess") -> None:
-    """After the stage that tokenised (preprocess, or a train it was folded into): which of axolotl's
-    prepared folders hold this data key's tokens (from its log)."""
-    from runner.cache import prepared_marker
-
-    keyed = _prepared_key(folder)
-    log = folder.log_file(stage)
-    if keyed is None or not log.is_file():
-        return
-    datasets = sorted({m.group(1) for line in log.read_text(errors="replace").splitlines() if (m := PREPARED.search(line))})
-    if datasets and all(Path(p).is_dir() for p in datasets):
-        write_json(prepared_marker(*keyed), {"run_id": folder.run_id, "path": str(keyed[0]["dataset_prepared_path"]),
-                                             "datasets": datasets})
 
 
 GIB = 1024 ** 3
@@ -232,7 +185,7 @@ def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[st
     config = folder.composed()
     folder.set_state("running", started_at=round(time.time(), 3))   # this attempt's start: start-up is timed from it
     standby: Standby | None = None
-    tokenising = TokenisingLock(folder, label)
+    tokenising = prepared.TokenisingLock(folder, label)
     try:
         for stage in stages:
             if stage == "preprocess" and (config.get("stages") or {}).get("preprocess", True):
@@ -254,7 +207,7 @@ def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[st
             if stage in ("preprocess", "train"):
                 tokenising.release()
             if stage == "train" and folder.status()["stages"].get("preprocess", {}).get("folded") == "train":
-                _record_prepared(folder, "train")
+                prepared.record_prepared(folder, "train")
     except KeyboardInterrupt as e:   # between stages: the run is interrupted all the same
         if folder.status().get("state") == "running":
             how = {"signal": e.signal_name} if getattr(e, "signal_name", None) else {}
@@ -265,51 +218,6 @@ def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[st
         if standby is not None:   # a failed or interrupted train, or eval turned off: it exits unused
             standby.discard()
     folder.set_state("succeeded")
-
-
-class TokenisingLock:
-    """One job at a time tokenises a data key under a runs root: the first takes <prepared>/_runner/<key>.lock
-    (an exclusive flock) before its preprocess (or the train it is folded into) and lets go once the trainer
-    logs its first step (the tokens are saved by then) or the stage ends; a second job with the same key,
-    started meanwhile, waits for it, saying so, and then loads those tokens instead of writing the same
-    folder at the same time."""
-
-    def __init__(self, folder: RunFolder, label: str | None = None):
-        from runner.cache import prepared_marker
-
-        keyed = _prepared_key(folder)
-        self.path = prepared_marker(*keyed).with_suffix(".lock") if keyed else None
-        self.run_id, self.label = folder.run_id, label
-        self.fd: int | None = None
-        self.waited_for: str | None = None
-
-    def acquire(self) -> None:
-        import fcntl
-        import os
-
-        if self.path is None or self.fd is not None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "another job"
-            print(f"  {self.label + ' ' if self.label else ''}preprocess  waiting: run {holder} is tokenising the "
-                  f"same data", file=sys.stderr, flush=True)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-            self.waited_for = holder
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, self.run_id.encode(), 0)
-
-    def release(self) -> None:
-        import fcntl
-        import os
-
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
 
 
 def _eval_on_standby(config: dict[str, Any]) -> bool:
@@ -324,4 +232,4 @@ def _folds_into_train(folder: RunFolder, config: dict[str, Any]) -> bool:
     and no earlier run's tokens to reuse (then the preprocess stage reports the reuse)."""
     stages = config.get("stages") or {}
     return (stages.get("preprocess", True) and stages.get("train", True) and int(config["gpu"]["count"]) == 1
-            and _prepared_before(folder) is None)
+            and prepared.prepared_before(folder) is None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import schedule, validate
+from runner import memory, schedule, validate
 from runner.backends.placement import Placement, place
 from runner.compose import DRY_RUN_ID, ComposedJob, JobOverrides, compose_job, expand_overrides
 from runner.compute import ComputeSpec, compute_spec
@@ -17,7 +17,7 @@ from runner.stages.boot import STARTUP_PLUGIN as STARTUP
 
 GRACEFUL_STOP = "runner.integrations.graceful_stop.GracefulStopPlugin"
 
-# What planning derives from the composed config (runner/schedule.py and runner/validate.py: `auto` schedule
+# What planning derives from the composed config (runner/schedule.py and runner/memory.py: `auto` schedule
 # and memory settings, save/eval schedules; the start-up and graceful-stop plugins); a run's resolution takes
 # them over instead of deriving them again.
 DERIVED = ("num_epochs", "learning_rate", "sequence_len", "micro_batch_size", "gradient_checkpointing",
@@ -74,7 +74,7 @@ def plan_composed(composed: ComposedJob) -> Job:
     longest = data["train"].longest_record_chars
     avg_chars = _average_record_chars(data["train"])
     _resolve_settings(config, data["train"], avg_chars)
-    validate.resolve_data_processes(config, data["train"].records)
+    schedule.resolve_data_processes(config, data["train"].records)
     plugins = config.get("plugins") or []
     # start-up work cut (first: it patches before the trainer's imports); SIGTERM/SIGHUP: a checkpoint, then stop
     config["plugins"] = [STARTUP, *(p for p in plugins if p not in (STARTUP, GRACEFUL_STOP)), GRACEFUL_STOP]
@@ -92,9 +92,9 @@ def _resolve_settings(config: dict[str, Any], train: DataFile, average: float) -
     """Settings the runner derives from the composed config and the data: `auto` epochs, learning rate and
     row length (runner/schedule.py), `auto` memory values, save/eval schedules."""
     schedule.resolve(config, train, average)
-    validate.resolve_memory_settings(config, train.longest_record_chars,
-                                     schedule.micro_batch_cap(config, train, average))
-    validate.resolve_schedules(config)
+    memory.resolve_memory_settings(config, train.longest_record_chars,
+                                   schedule.micro_batch_cap(config, train, average))
+    schedule.resolve_schedules(config)
 
 
 def _average_record_chars(data: DataFile) -> float:

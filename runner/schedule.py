@@ -1,5 +1,6 @@
 """How long a run trains and in what steps, from its data and model: the `auto` values of `num_epochs`,
-`learning_rate`, `sequence_len` and (with the memory model, runner/validate.py) `micro_batch_size`.
+`learning_rate`, `sequence_len` and (with the memory model, runner/memory.py) `micro_batch_size`; the save and
+eval schedules; and how many processes tokenise.
 
 A micro batch sized for throughput alone starves small data of optimizer steps (700 records packed into
 16 k-token micro batches made 5 steps an epoch), and a step size meant for a 7B model is timid for a small
@@ -92,3 +93,28 @@ def resolve(config: dict[str, Any], data: DataFile, average_chars: float) -> Non
         config["sequence_len"] = sequence_len(config, data, average_chars)
     if config.get("evals_per_epoch") == AUTO:
         config["evals_per_epoch"] = max(1, round(EVALS_PER_RUN / float(config["num_epochs"])))
+
+
+# (per-epoch key, the schedule keys that replace it): axolotl turns `saves_per_epoch` into a
+# fractional `save_steps`, and a `save_steps` overrides `save_strategy` - so `save_strategy: no` beside
+# the default `saves_per_epoch: 1` still saved, every step once max_steps < num_epochs.
+SCHEDULES = (("saves_per_epoch", "save_strategy", "save_steps"), ("evals_per_epoch", "eval_strategy", "eval_steps"))
+
+
+def resolve_schedules(config: dict[str, Any]) -> None:
+    """A save or eval schedule set by strategy or steps wins over the per-epoch defaults."""
+    for per_epoch, strategy, steps in SCHEDULES:
+        if config.get(steps) is not None or config.get(strategy) in ("no", "epoch"):
+            config[per_epoch] = None
+
+
+# Below this many training records the data is tokenised in the stage's own process: datasets 4 starts a
+# spawned pool even for num_proc=1, and each worker imports torch and axolotl again before its first row
+# (3 000 records: preprocess 58 s with 1, 16 s with 0 on this machine's 2 cores; bench/RESULTS.md §9).
+IN_PROCESS_RECORDS = 50_000
+
+
+def resolve_data_processes(config: dict[str, Any], records: int) -> None:
+    """`dataset_num_proc: auto`: 0 (no worker processes) for small data, else axolotl's default (all CPUs)."""
+    if config.get("dataset_num_proc") == "auto":
+        config["dataset_num_proc"] = 0 if records < IN_PROCESS_RECORDS else None

@@ -1,4 +1,4 @@
-"""Checks that run before anything is dispatched: axolotl keys, combinations, memory fit.
+"""Checks that run before anything is dispatched: axolotl keys, combinations, memory fit, platform limits.
 
 Every failure is a UserError with one line that names the problem. The data files are checked in
 runner/datacheck.py.
@@ -254,68 +254,3 @@ def check_memory(config: dict[str, Any], choices: dict[str, str | None], longest
         f"model={choices.get('model')} with adapter={choices.get('adapter')} needs ~{est.total:.0f} GiB per GPU "
         f"but gpu={choices.get('gpu')} has {limit:g} GiB ({est.breakdown()}): try {', or '.join(hint)}"
     )
-
-
-MICRO_BATCH_CHOICES = (64, 32, 16, 8, 4, 2, 1)
-# Leave room for what the memory model does not see (allocator peaks, compile workspaces).
-AUTO_HEADROOM = 0.9
-# Past ~16k tokens per micro batch a 7B LoRA step is matmul-bound: on an H200, 8 x 4096 ran 1 % slower
-# per token than 4 x 4096 (bench/RESULTS.md) while holding 122 instead of 67 GiB. The cap keeps that
-# memory free for longer rows, evaluation and the allocator.
-MAX_TOKENS_PER_MICRO_BATCH = 16384
-
-
-# (per-epoch key, the schedule keys that replace it): axolotl turns `saves_per_epoch` into a
-# fractional `save_steps`, and a `save_steps` overrides `save_strategy` - so `save_strategy: no` beside
-# the default `saves_per_epoch: 1` still saved, every step once max_steps < num_epochs.
-SCHEDULES = (("saves_per_epoch", "save_strategy", "save_steps"), ("evals_per_epoch", "eval_strategy", "eval_steps"))
-
-
-def resolve_schedules(config: dict[str, Any]) -> None:
-    """A save or eval schedule set by strategy or steps wins over the per-epoch defaults."""
-    for per_epoch, strategy, steps in SCHEDULES:
-        if config.get(steps) is not None or config.get(strategy) in ("no", "epoch"):
-            config[per_epoch] = None
-
-
-# Below this many training records the data is tokenised in the stage's own process: datasets 4 starts a
-# spawned pool even for num_proc=1, and each worker imports torch and axolotl again before its first row
-# (3 000 records: preprocess 58 s with 1, 16 s with 0 on this machine's 2 cores; bench/RESULTS.md §9).
-IN_PROCESS_RECORDS = 50_000
-
-
-def resolve_data_processes(config: dict[str, Any], records: int) -> None:
-    """`dataset_num_proc: auto`: 0 (no worker processes) for small data, else axolotl's default (all CPUs)."""
-    if config.get("dataset_num_proc") == "auto":
-        config["dataset_num_proc"] = 0 if records < IN_PROCESS_RECORDS else None
-
-
-def resolve_memory_settings(config: dict[str, Any], longest_record_chars: int | None = None,
-                            data_cap: int | None = None) -> None:
-    """Fill in `micro_batch_size: auto` and `gradient_checkpointing: auto` from the memory model.
-
-    Recomputing activations costs ~30 % more compute, so the largest micro batch that fits without
-    checkpointing wins; checkpointing is turned on only when not even a micro batch of 1 fits.
-    `data_cap`: the most rows the data wants per step (runner/schedule.py: small data gets more, smaller
-    steps); the memory model's choice never exceeds it.
-    """
-    auto_batch = config.get("micro_batch_size") == "auto"
-    auto_ckpt = config.get("gradient_checkpointing") == "auto"
-    if not (auto_batch or auto_ckpt):
-        return
-    limit = config["gpu"]["memory_gib"] * AUTO_HEADROOM
-    checkpointing_options = (False, True) if auto_ckpt else (config.get("gradient_checkpointing") is True,)
-    row = memory.row_tokens(config, longest_record_chars)
-    batches = tuple(b for b in MICRO_BATCH_CHOICES
-                    if b == 1 or (b * row <= MAX_TOKENS_PER_MICRO_BATCH and b <= (data_cap or b))) \
-        if auto_batch else (int(config["micro_batch_size"]),)
-    for checkpointing in checkpointing_options:
-        for batch in batches:
-            trial = {**config, "micro_batch_size": batch}
-            estimate = memory.estimate(trial, checkpointing, longest_record_chars)
-            if estimate.total <= limit:
-                config["micro_batch_size"], config["gradient_checkpointing"] = batch, checkpointing
-                return
-    # nothing fits: the smallest settings, so that check_memory reports the problem with its numbers
-    config["micro_batch_size"] = batches[-1]
-    config["gradient_checkpointing"] = checkpointing_options[-1]

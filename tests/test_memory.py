@@ -2,7 +2,7 @@
 
 import pytest
 
-from runner import memory, validate
+from runner import memory
 from runner.errors import UserError
 
 
@@ -23,7 +23,7 @@ def test_auto_turns_checkpointing_on_only_when_nothing_fits_without(plan):
     a10g = plan("model=llama3", "gpu=a10g", "adapter=qlora").config
     assert a10g["gradient_checkpointing"] is True
     assert memory.estimate(a10g).total <= a10g["gpu"]["memory_gib"]
-    assert not validate.resolve_memory_settings({**a10g, "micro_batch_size": 2, "gradient_checkpointing": False})
+    assert not memory.resolve_memory_settings({**a10g, "micro_batch_size": 2, "gradient_checkpointing": False})
 
 
 def test_explicit_settings_are_kept_and_checked(plan):

@@ -274,7 +274,7 @@ def test_a_trainer_stopped_by_a_signal_of_its_own_is_not_a_finished_run(tmp_path
 def test_a_second_job_with_the_same_data_waits_for_the_first_to_tokenise(plan, tmp_path, capsys):
     import threading
 
-    from runner.pipeline import TokenisingLock
+    from runner.prepared import TokenisingLock
     from runner.runfolder import RunFolder
 
     first, second = (RunFolder.create(plan(f"runs_root={tmp_path}", f"lora_r={r}").for_run(f"run-{r}")) for r in (8, 16))
@@ -296,7 +296,7 @@ def test_a_second_job_with_the_same_data_waits_for_the_first_to_tokenise(plan, t
 
 def test_the_tokenising_job_lets_go_at_the_trainers_first_step(plan, tmp_path, monkeypatch):
     from runner import pipeline
-    from runner.pipeline import TokenisingLock
+    from runner.prepared import TokenisingLock
     from runner.runfolder import RunFolder
 
     folder = RunFolder.create(plan(f"runs_root={tmp_path}").for_run("run-1"))
