@@ -25,8 +25,7 @@ from typing import Any
 
 import modal
 
-from runner.backends.modal_app import BASE_SECRETS, VOLUMES, runs_dir, runs_volume, settings
-from runner.backends.modal_app import image as stage_image
+from runner.backends.modal_app import BASE_SECRETS, VOLUMES, project_image, runs_dir, runs_volume, settings
 
 RUN_ENV = "RUNNER_SERVE_RUN"          # the run the web server serves (deploy time, and in the container)
 GPU_ENV = "RUNNER_SERVE_GPU"          # Modal GPU string; L40S (48 GB) holds a 7B model in bf16 with room for KV cache
@@ -45,8 +44,9 @@ def serve_app_name(run_id: str | None) -> str:
 
 
 app = modal.App(serve_app_name(RUN_ID))
-# Containers import this module too: the same environment makes them declare the same functions.
-image = stage_image.env({RUN_ENV: RUN_ID or "", GPU_ENV: GPU, ARGS_ENV: EXTRA_ARGS})
+# Containers import this module too: the same environment makes them declare the same functions. It goes
+# in before the project's files (project_image): Modal allows no build step after them.
+image = project_image({RUN_ENV: RUN_ID or "", GPU_ENV: GPU, ARGS_ENV: EXTRA_ARGS})
 
 
 def vllm_command(run_dir: Path, config: dict[str, Any], extra: str = "") -> list[str]:

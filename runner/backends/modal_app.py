@@ -52,17 +52,29 @@ stack_image = modal.Image.debian_slim(python_version=STACK.python).pip_install_f
 # Where the project lands in containers. They never compose a config (the launcher sends each run's
 # records, resolved), so conf/ is only there for this module's defaults (`modal shell`, `modal deploy`).
 PROJECT_DIR = "/root/project"
-image = (
-    stack_image.env({
-        SETTINGS_ENV: settings.to_json(),   # names only: never a secret value
-        "RUNNER_PROJECT": PROJECT_DIR,
-        "AXOLOTL_DO_NOT_TRACK": "1",
-        "DO_NOT_TRACK": "1",
-    })
-    .add_local_dir(CONF_DIR, f"{PROJECT_DIR}/conf", ignore=["experiment"])
-    # the package with its data files (shipped datasets, axolotl key schema, the lock), not only .py files
-    .add_local_python_source("runner", ignore=["**/__pycache__/**", "**/*.pyc"])
-)
+
+
+def project_image(env: dict[str, str] | None = None) -> modal.Image:
+    """The stack image, this project's environment (plus `env`), then the project's files.
+
+    The files come last and stay local mounts (added when a container starts, so editing the code rebuilds
+    nothing): Modal refuses any build step after an `add_local_*` layer (modal/image.py,
+    `_assert_no_mount_layers`), so an image that needs more environment (runner.serve's) asks for it here."""
+    return (
+        stack_image.env({
+            SETTINGS_ENV: settings.to_json(),   # names only: never a secret value
+            "RUNNER_PROJECT": PROJECT_DIR,
+            "AXOLOTL_DO_NOT_TRACK": "1",
+            "DO_NOT_TRACK": "1",
+            **(env or {}),
+        })
+        .add_local_dir(CONF_DIR, f"{PROJECT_DIR}/conf", ignore=["experiment"])
+        # the package with its data files (shipped datasets, axolotl key schema, the lock), not only .py files
+        .add_local_python_source("runner", ignore=["**/__pycache__/**", "**/*.pyc"])
+    )
+
+
+image = project_image()
 
 # ---- volumes and secrets ------------------------------------------------------------------------
 # Base models are downloaded once into "pretrained" (the HF hub cache) and reused by every later run;
