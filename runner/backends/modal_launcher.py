@@ -102,6 +102,13 @@ def run_jobs(jobs: list[Job]) -> list[Outcome]:
         runs.append((local_job, folder, request))
     try:
         return submit(modal_app, settings, runs, max_parallel, poll_s, detach)
+    except KeyboardInterrupt as e:   # Ctrl-C, SIGTERM, SIGHUP: as the local backend, the runs are interrupted
+        if not detach:                # (a detached app goes on without this process)
+            how = {"signal": e.signal_name} if getattr(e, "signal_name", None) else {}
+            for _, folder, _ in runs:
+                if folder.status().get("state") not in FINAL_STATES:
+                    folder.set_state("interrupted", **how)
+        raise
     except modal.exception.AuthError:
         raise UserError(NO_CREDENTIALS.replace("no Modal credentials found", "Modal rejected the credentials")) from None
     except modal.exception.Error as e:   # image build, quota, lost connection: Modal's own message
@@ -118,32 +125,42 @@ def submit(modal_app: Any, settings: ms.ModalSettings, runs: list[tuple[Job, Run
     import modal
 
     upload_data(modal_app.runs_volume, runs)
-    requests = [request for _, _, request in runs]
+    interrupt: KeyboardInterrupt | None = None
     with modal.enable_output(), modal_app.app.run(detach=detach):
-        call = modal_app.sweep.spawn(requests, max_parallel)
-        for job, folder, request in runs:
-            write_modal_record(folder.path, {
-                "app": settings.app_name, "call_id": call.object_id, "runs_volume": settings.runs_volume,
-                "submitted": now(), "detached": detach, "options": request["options"],
-                "usd_per_gpu_hour": job.config["gpu"].get("usd_per_hour"),
-            })
-            folder.set_state("submitted")
-            print(f"[{request['index']}/{len(runs)}] run {folder.run_id}  {' '.join(job.overrides) or '(defaults)'}\n"
-                  f"  {job.compute.describe()}", file=sys.stderr)
-        if detach:
-            print("\n".join(folder.run_id for _, folder, _ in runs))
-            print(f"submitted {len(runs)} run(s) to Modal app '{settings.app_name}' (detached); "
-                  "follow with `python -m runner.runs sync`", file=sys.stderr)
-            return [Outcome(folder.path, "submitted", {}, job.overrides) for job, folder, _ in runs]
-        started = time.monotonic()
         try:
+            call = spawn(modal_app, settings, runs, max_parallel, detach)
+            if detach:
+                return [Outcome(folder.path, "submitted", {}, job.overrides) for job, folder, _ in runs]
+            started = time.monotonic()
             results = wait_for(call, modal_app.runs_volume, runs, poll_s)
-        except KeyboardInterrupt:
-            for _, folder, _ in runs:   # leaving app.run() stops the app and its running stages
-                if folder.status().get("state") not in FINAL_STATES:
-                    folder.set_state("cancelled")
+        except KeyboardInterrupt as e:
+            # Leaving app.run() with it stops the app and its running stages; Modal's app.run() then
+            # swallows it (modal/runner.py, _run_app) and the block ends as if it had finished: raise it again.
+            interrupt = e
             raise
+    if interrupt is not None:
+        raise interrupt
     return report_results(modal_app.runs_volume, runs, results, time.monotonic() - started)
+
+
+def spawn(modal_app: Any, settings: ms.ModalSettings, runs: list[tuple[Job, RunFolder, dict[str, Any]]],
+          max_parallel: int, detach: bool) -> Any:
+    """Start the app's sweep function with every job; record the call in each run folder."""
+    call = modal_app.sweep.spawn([request for _, _, request in runs], max_parallel)
+    for job, folder, request in runs:
+        write_modal_record(folder.path, {
+            "app": settings.app_name, "call_id": call.object_id, "runs_volume": settings.runs_volume,
+            "submitted": now(), "detached": detach, "options": request["options"],
+            "usd_per_gpu_hour": job.config["gpu"].get("usd_per_hour"),
+        })
+        folder.set_state("submitted")
+        print(f"[{request['index']}/{len(runs)}] run {folder.run_id}  {' '.join(job.overrides) or '(defaults)'}\n"
+              f"  {job.compute.describe()}", file=sys.stderr)
+    if detach:
+        print("\n".join(folder.run_id for _, folder, _ in runs))
+        print(f"submitted {len(runs)} run(s) to Modal app '{settings.app_name}' (detached); "
+              "follow with `python -m runner.runs sync`", file=sys.stderr)
+    return call
 
 
 def upload_data(volume: Any, runs: list[tuple[Job, RunFolder, dict[str, Any]]]) -> None:

@@ -101,7 +101,8 @@ class ModalServer(api_grpc.ModalClientBase):
         await self.answer(stream, api_pb2.MountPutFileResponse(exists=True))   # as if uploaded before
 
     async def VolumeGetOrCreate(self, stream):
-        await self.answer(stream, api_pb2.VolumeGetOrCreateResponse(volume_id=self.new("vo")))
+        await self.answer(stream, lambda r: api_pb2.VolumeGetOrCreateResponse(
+            volume_id=self.new("vo"), metadata=api_pb2.VolumeMetadata(name=r.deployment_name)))
 
     async def VolumeListFiles(self, stream):
         request = await stream.recv_message()
@@ -111,7 +112,8 @@ class ModalServer(api_grpc.ModalClientBase):
         await self.answer(stream, empty_pb2.Empty())
 
     async def SecretGetOrCreate(self, stream):
-        await self.answer(stream, api_pb2.SecretGetOrCreateResponse(secret_id=self.new("st")))
+        await self.answer(stream, lambda r: api_pb2.SecretGetOrCreateResponse(
+            secret_id=self.new("st"), metadata=api_pb2.SecretMetadata(name=r.deployment_name)))
 
     # ---- functions and classes ----
     async def FunctionPrecreate(self, stream):
