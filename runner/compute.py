@@ -38,16 +38,21 @@ class ComputeSpec:
     timeout_h: float | None
     est_hours: float
     est_cost_usd: float
-    max_cost_usd: float | None      # at the timeout
+    max_cost_usd: float | None      # Modal: every stage to its timeout on every attempt (modal_bounds.py)
+    max_hours: float | None = None  # ... and how long that takes
+    attempts: int = 1               # of the train stage
     auto: bool = False              # backend=auto chose the backend ...
     placement: str | None = None    # ... for this reason
+    worst_case: str | None = None   # Modal: each stage's share of max_hours, in words
 
     def describe(self) -> str:
         where = self.gpu_string or "this machine (CPU)"
         timeout = f"{self.timeout_h:g} h" if self.timeout_h else "none"
         cost = f"~${self.est_cost_usd:.2f}"
-        if self.max_cost_usd is not None:
-            cost += f" (at most ${self.max_cost_usd:.2f} at the timeout)"
+        if self.max_cost_usd is not None and self.max_hours is not None:
+            attempts = f", {self.attempts} train attempts" if self.attempts > 1 else ""
+            cost += (f" (at most ${self.max_cost_usd:.2f} in {self.max_hours:.1f} h: every stage to its "
+                     f"timeout{attempts})")
         backend = f"{self.backend} (auto)" if self.auto else self.backend
         return (f"backend={backend}  gpu={where}  processes={self.processes}  timeout={timeout}  "
                 f"est. train time {_hours(self.est_hours)}  est. cost {cost}")
@@ -60,8 +65,9 @@ def _hours(h: float) -> str:
 
 
 def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: float, auto: bool = False,
-                 placement: str | None = None) -> ComputeSpec:
-    """`auto`, `placement`: backend=auto chose config's backend.name, for this reason."""
+                 placement: str | None = None, worst: Any = None) -> ComputeSpec:
+    """`auto`, `placement`: backend=auto chose config's backend.name, for this reason. `worst`: a Modal
+    job's worst case (runner/backends/modal_bounds.py, JobBound)."""
     gpu, backend = config["gpu"], config["backend"]
     count = int(gpu["count"])
     if gpu.get("modal"):
@@ -88,7 +94,10 @@ def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: f
         timeout_h=timeout_h,
         est_hours=est_hours,
         est_cost_usd=est_hours * price,
-        max_cost_usd=timeout_h * price if timeout_h and price else None,
+        max_cost_usd=worst.gpu_cost_usd if worst is not None else None,
+        max_hours=worst.hours if worst is not None else None,
+        attempts=worst.attempts if worst is not None else 1,
         auto=auto,
         placement=placement,
+        worst_case=worst.summary() if worst is not None else None,
     )

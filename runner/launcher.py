@@ -72,7 +72,7 @@ def plan_overrides(config_loader: Any, config: DictConfig, overrides: Sequence[s
 
 class RunnerSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
-        from runner.backends import check_one_backend, dry_run
+        from runner.backends import check_sweep, dry_run
         from runner.sweeps import check_objective
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
@@ -88,7 +88,7 @@ class RunnerSweeper(BasicSweeper):
         if all(job.config.get("dry_run") for job in jobs):
             outcome["exit_code"] = dry_run(jobs)
             return []
-        check_one_backend(jobs)
+        check_sweep(jobs)
         if hasattr(self.launcher, "planned"):
             self.launcher.planned = planned
         note_sweep(self.config)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import memory, schedule, validate
+from runner.backends import modal_bounds
 from runner.backends.placement import Placement, place
 from runner.compose import DRY_RUN_ID, ComposedJob, JobOverrides, compose_job, expand_overrides
 from runner.compute import ComputeSpec, compute_spec
@@ -85,7 +86,9 @@ def plan_composed(composed: ComposedJob) -> Job:
     validate.check_platform_limits(config, placement.backend)
     validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)
-    return Job(composed, config, compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason), data, placement)
+    worst = modal_bounds.job_bound(config) if placement.backend == "modal" else None
+    compute = compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason, worst)
+    return Job(composed, config, compute, data, placement)
 
 
 def _resolve_settings(config: dict[str, Any], train: DataFile, average: float) -> None:

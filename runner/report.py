@@ -23,6 +23,7 @@ def dry_run_text(job: Job, index: int, total: int) -> str:
     if job.placement.backend == "modal":
         from runner.stack import stack
 
+        header.append(f"# worst case (Modal): {job.compute.worst_case}")
         header.append(f"# stack (every Modal image): {stack().summary()}")
     header += [
         f"# data: train {job.data['train'].records} records"

@@ -207,11 +207,13 @@ def check_base_model(config: dict[str, Any], backend: str) -> None:
 
 def check_platform_limits(config: dict[str, Any], backend: str) -> None:
     """The chosen platform's own limits, in the plan rather than at launch: on Modal, 24 h a call, 10 retries,
-    its GPU types and counts for every stage, positive parallelism."""
+    its GPU types and counts for every stage, positive parallelism, and the job's worst case (every stage
+    to its timeout, every attempt) within the sweep function that runs it. A sweep's jobs together:
+    runner.backends.check_sweep."""
     if backend == "modal":
-        from runner.backends import modal_settings
+        from runner.backends import modal_bounds, modal_settings
 
-        modal_settings.stage_options(config)
+        modal_bounds.check_job(config)   # modal_settings.stage_options first: each stage's own limits
         modal_settings.max_parallel(config)
 
 

@@ -27,7 +27,7 @@ def test_dry_run_prints_axolotl_yaml_and_compute_spec(cli, tmp_path):
 def test_dry_run_shows_modal_gpu_string_and_timeout(cli):
     result = cli("backend=modal", "gpu=h100x4", "model=mistral", "dry_run=true")
     assert result.returncode == 0, result.stderr
-    assert "backend=modal  gpu=H100:4  processes=4  timeout=12 h" in result.stdout
+    assert "backend=modal  gpu=H100:4  processes=4  timeout=10 h" in result.stdout
     assert "at most $" in result.stdout
 
 

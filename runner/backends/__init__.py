@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from runner.plan import Job
 
 
-__all__ = ["Outcome", "check_one_backend", "dry_run", "exit_code", "run_jobs"]
+__all__ = ["Outcome", "check_one_backend", "check_sweep", "dry_run", "exit_code", "run_jobs"]
 
 
 def exit_code(outcomes: list[Outcome]) -> int:
@@ -33,17 +33,38 @@ def check_one_backend(jobs: list[Job]) -> None:
                         "sweep them separately, or set backend=local or backend=modal")
 
 
+def check_sweep(jobs: list[Job]) -> None:
+    """A sweep's jobs together, before anything is created: one backend; on Modal, a worst case that fits
+    the sweep function (runner/backends/modal_bounds.py)."""
+    check_one_backend(jobs)
+    modal_sweep_bound(jobs)
+
+
+def modal_sweep_bound(jobs: list[Job]) -> str | None:
+    """The worst case of the jobs placed on Modal, in words (None when there are none); a UserError when it
+    cannot fit the sweep function."""
+    configs = [job.config for job in jobs if job.placement.backend == "modal"]
+    if not configs:
+        return None
+    from runner.backends import modal_bounds
+
+    return modal_bounds.check_sweep(configs).describe()
+
+
 def dry_run(jobs: list[Job]) -> int:
     from runner.report import dry_run_text
 
+    bound = modal_sweep_bound(jobs) if len(jobs) > 1 else None   # one job: its own lines say it
     print("\n".join(dry_run_text(job, i, len(jobs)) for i, job in enumerate(jobs, start=1)), end="")
+    if bound:
+        print(f"# sweep on Modal: {bound}")
     return 0
 
 
 def run_jobs(jobs: list[Job]) -> list[Outcome]:
     """Run every job where it was placed, but for those an earlier run already did (runner/cache.py); dry
     runs are printed instead, by the caller."""
-    check_one_backend(jobs)
+    check_sweep(jobs)
     outcomes: dict[int, Outcome] = {}
     todo = []
     for index, job in enumerate(jobs):

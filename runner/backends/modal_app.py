@@ -18,6 +18,7 @@ from typing import Any
 
 import modal
 
+from runner.backends.modal_bounds import SWEEP_LIMIT_H
 from runner.backends.modal_settings import ModalSettings, StageOptions, app_settings
 from runner.backends.modal_sweep import JobResult, run_sweep
 from runner.paths import CONF_DIR
@@ -287,8 +288,8 @@ def finish_run(job: dict[str, Any], result: JobResult) -> None:
 
 
 # Cheap CPU, never preempted (a restart would start its jobs over); Modal's longest timeout, since it
-# waits for every job of the sweep.
-@app.function(image=image, volumes={RUNS_MOUNT: runs_volume}, cpu=0.25, timeout=24 * HOURS,
+# waits for every job of the sweep (the launcher refuses a sweep whose worst case exceeds it: modal_bounds.py).
+@app.function(image=image, volumes={RUNS_MOUNT: runs_volume}, cpu=0.25, timeout=int(SWEEP_LIMIT_H * HOURS),
               nonpreemptible=True)
 def sweep(jobs: list[dict[str, Any]], max_parallel: int) -> list[dict[str, Any]]:
     return run_sweep(jobs, max_parallel, create=create_run, call_stage=call_stage, finish=finish_run,

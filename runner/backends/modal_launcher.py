@@ -19,6 +19,7 @@ from typing import Any
 
 from runner import report
 from runner.backends.outcome import Outcome
+from runner.backends import modal_bounds
 from runner.backends import modal_settings as ms
 from runner.backends.modal_records import FINAL_STATES, pull_run, write_modal_record
 from runner.backends.modal_credentials import NO_CREDENTIALS, require_credentials
@@ -82,6 +83,7 @@ def run_jobs(jobs: list[Job]) -> list[Outcome]:
     settings = sweep_settings(jobs)
     for job in jobs:
         ms.stage_options(job.config)
+    modal_bounds.check_sweep([job.config for job in jobs])   # this batch of an Optuna search, too
     max_parallel, poll_s = ms.max_parallel(jobs[0].config), ms.poll_seconds(jobs[0].config)
     detach = any(job.config.get("detach") for job in jobs)
     require_credentials(next((job.placement.reason for job in jobs if job.placement.auto), None))

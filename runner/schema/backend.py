@@ -15,8 +15,8 @@ BACKENDS = ("auto", "local", "modal", "slurm")
 class StageTimeouts:
     """Minutes each Modal stage may run (train: timeout_h)."""
 
-    prepare: float = 60
-    preprocess: float = 60
+    prepare: float = 30
+    preprocess: float = 30
     merge: float = 60
     eval: float = 60
 
