@@ -5,7 +5,8 @@
 #   bash bench/quality_session.sh probe            # join the GGUF parts, convert (runner.models.gguf), then
 #                                                  #   bench/recipe_probe.py in the background ($PROBE: settings)
 #   bash bench/quality_session.sh bench TAG ENTRY...   # bench/quality_bench.py in the background, from a
-#                                                  #   snapshot of the repo (later calls re-send the tree)
+#                                                  #   snapshot of the repo (later calls re-send the tree), or
+#                                                  #   of the tree in $SRC (e.g. a `git archive` of a commit)
 #   bash bench/quality_session.sh profile          # convert the model if needed, one default run, then its
 #                                                  #   train stage again under bench/profile_train.py,
 #                                                  #   then the quality_bench entries in $EXTRA
@@ -66,7 +67,7 @@ case "${1:-}" in
     [ -d $MODEL ] || { cat $Q/smol.gguf.a $Q/smol.gguf.b > $Q/SmolLM2-135M-Instruct.Q4_1.gguf &&
       PYTHONPATH=/tmp/site:$PWD python3 -m runner.models.gguf $Q/SmolLM2-135M-Instruct.Q4_1.gguf $MODEL \
         --eos '<|im_end|>' --pad '<|endoftext|>' 2>&1 | tail -n 2; } || exit 1
-    rm -rf $Q/repo-$tag && mkdir -p $Q/repo-$tag && cp -r bench runner conf experiments pyproject.toml $Q/repo-$tag/
+    rm -rf $Q/repo-$tag && mkdir -p $Q/repo-$tag && (cd "${SRC:-.}" && cp -r bench runner conf experiments pyproject.toml $Q/repo-$tag/)
     (cd $Q/repo-$tag && PYTHONPATH=/tmp/site:$Q/repo-$tag setsid nohup python3 bench/quality_bench.py --model $MODEL \
       --data $Q/qdata --before $Q/before --out $Q/results/quality.jsonl --logs $Q/results-logs-$tag \
       --plot $Q/results/quality.png "$@") > $Q/bench-$tag.log 2>&1 < /dev/null &

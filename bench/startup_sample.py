@@ -8,7 +8,8 @@ Runs MODULE as `python -m` would, in this process. Sampling stops when a frame o
 returns (--exit: then ends the process). OUT.txt gets the wall time to that point, then functions by inclusive share of the samples (the
 time a function was on the stack, as cumulative time in a profile), then by own share, and OUT.folded the
 stacks in flame-graph form (`flamegraph.pl OUT.folded`). Also written: the time of the first sample inside
-each top-level package import (`import torch` etc.), read from importlib's frames.
+each top-level package import (`import torch` etc.), read from importlib's frames, and the modules loaded
+by then, counted by top-level package (each one a file the import system found and read).
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ class Sampler(threading.Thread):
                  f"{self.samples} samples",
                  "garbage collections: " + ", ".join(f"gen {g}: {GC_COUNT[g]} in {GC_TIME[g]:.2f} s" for g in GC_TIME), "", "first sample inside each top-level import (s):"]
         lines += [f"  {t:7.2f}  {m}" for m, t in sorted(self.imports.items(), key=lambda kv: kv[1])]
+        modules = collections.Counter(name.split(".")[0] for name in list(sys.modules))
+        lines += ["", f"modules loaded: {sum(modules.values())}, by top-level package:"]
+        lines += ["  " + ", ".join(f"{m} {n}" for m, n in modules.most_common(40))]
         lines += ["", "inclusive (share of samples × wall = seconds on the stack):"]
         lines += [f"  {c / total * wall:7.2f} s  {c / total:6.1%}  {n}" for n, c in inclusive.most_common(120)]
         lines += ["", "own:"]

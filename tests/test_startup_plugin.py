@@ -93,3 +93,38 @@ def test_the_set_up_is_frozen_out_of_later_full_collections_until_exit():
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+def test_the_optional_packages_a_job_does_not_use_are_the_ones_hidden(tmp_path):
+    from runner.compose import expand_overrides
+    from runner.plan import plan_job
+    from runner.stages.unused_packages import unused
+
+    def hidden(*overrides):
+        return unused(plan_job(expand_overrides(list(overrides), multirun=False)[0]).axolotl_config)
+
+    assert hidden() == ["sklearn", "torchao", "deepspeed", "mlflow"]   # the default LoRA job uses none
+    assert "deepspeed" not in hidden("gpu=a100x4", "deepspeed=zero3")
+    assert "mlflow" not in hidden("tracking=mlflow")
+    quantized = tmp_path / "model"   # a checkpoint quantized with torchao needs it to load
+    quantized.mkdir()
+    (quantized / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "torchao"}}))
+    assert "torchao" not in unused({"base_model": str(quantized)})
+    assert "torchao" not in unused({"optimizer": "adamw_torch_8bit"}) and "sklearn" not in unused({"do_bench_eval": True})
+
+
+def test_a_hidden_package_is_skipped_by_availability_checks_and_still_imports_when_asked():
+    found = run_python("""
+        import json, sys
+        from runner.stages import unused_packages
+        hidden = unused_packages.hide(["sklearn", "torchao"])
+        import transformers.generation.candidate_generator, transformers.quantizers.auto
+        from transformers.utils import is_sklearn_available, is_torchao_available
+        skipped = {name: name in sys.modules for name in ("sklearn", "torchao")}
+        import sklearn   # an explicit import is not an availability check
+        print(json.dumps({"hidden": hidden, "again": unused_packages.hide(["scipy"]), "loaded": skipped,
+                          "available": [is_sklearn_available(), is_torchao_available()], "imports": sklearn.__name__}))
+    """)
+    assert found["hidden"] == ["sklearn", "torchao"] and found["again"] == []
+    assert found["loaded"] == {"sklearn": False, "torchao": False} and found["available"] == [False, False]
+    assert found["imports"] == "sklearn"

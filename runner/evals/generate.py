@@ -238,7 +238,8 @@ class TransformersEngine:
                     top_k=None, eos_token_id=self.eos_ids, pad_token_id=pad, **extra,
                 )
             for i, row in zip(batch, output[:, width:].tolist()):
-                self.generated_tokens += _decoded_length(row, self.eos_ids)
+                # a row stopped by a stop string is padded after it, as one stopped by EOS
+                self.generated_tokens += _decoded_length(row, [*self.eos_ids, pad])
                 texts[i] = cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), self.settings.stop)
         return texts
 

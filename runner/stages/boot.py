@@ -6,7 +6,9 @@ Importing torch, transformers and axolotl allocates ~700 000 tracked objects, an
 of them again on each full collection the allocations trigger (9 before a train stage's plugins load, 1 s
 of the CPU default's start-up). The collector comes back on when axolotl registers the runner's start-up
 plugin (runner.integrations.startup), which first freezes what the imports built out of later collections.
-Otherwise the module runs exactly as `python -m MODULE ARGS...` would.
+It also hides the optional packages the job does not use from transformers' and accelerate's availability
+checks (runner.stages.unused_packages), so they are not imported at all. Otherwise the module runs exactly
+as `python -m MODULE ARGS...` would.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import gc
 import runpy
 import sys
+
+from runner.stages import unused_packages
 
 STARTUP_PLUGIN = "runner.integrations.startup.StartupPlugin"
 
@@ -23,20 +27,25 @@ def main() -> None:
         sys.exit("usage: python -m runner.stages.boot MODULE [ARGS...]")
     module = sys.argv[1]
     sys.argv = [module, *sys.argv[2:]]
-    if STARTUP_PLUGIN in _plugins(sys.argv[-1]):   # it turns the collector back on; a config without it keeps it on
-        gc.disable()
+    config = _config(sys.argv[-1])
+    plugins = config.get("plugins") or []
+    if STARTUP_PLUGIN in (plugins if isinstance(plugins, list) else []):
+        gc.disable()   # the plugin turns the collector back on; a config without it keeps it on
+    if hidden := unused_packages.hide_unused(config):
+        print(f"start-up: not importing {', '.join(hidden)} (this job does not use them; "
+              f"{unused_packages.ENV_OFF}=1 imports them)", file=sys.stderr, flush=True)
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def _plugins(config_file: str) -> list[str]:
+def _config(config_file: str) -> dict:
     import yaml
 
     try:
         with open(config_file, encoding="utf-8") as fh:
-            plugins = (yaml.safe_load(fh) or {}).get("plugins") or []
-    except (OSError, yaml.YAMLError, AttributeError):
-        return []
-    return plugins if isinstance(plugins, list) else []
+            config = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 if __name__ == "__main__":

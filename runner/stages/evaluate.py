@@ -26,7 +26,7 @@ from runner.evals import generate, models
 from runner.evals.prompts import PromptTemplate, read_jsonl, tokenize_example, training_type
 from runner.evals.settings import EvalSettings
 from runner.records import write_text
-from runner.stages import python_module
+from runner.stages import python_module, unused_packages
 
 # metric key → summary label and digits, in the order the summary prints them (the run summary already
 # shows the trainer's eval loss; labels fit its 12-character column)
@@ -293,11 +293,15 @@ def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: 
     are returned for `_generate_with_vllm` (None when nothing is left to do)."""
     from runner.evals.loss import mean_token_loss
 
+    started = time.monotonic()
     model, tokenizer = memory.load(ref)
+    loaded = time.monotonic()
     examples = split.examples(tokenizer)
     figures: dict[str, Any] = mean_token_loss(model, examples, tokenizer.pad_token_id, settings.batch_size,
                                               memory_bytes)
     figures["loss_n"] = len(examples)
+    # where the stage's time goes, per model (generation and scoring add theirs)
+    figures["phase_s"] = {"load": round(loaded - started, 2), "loss": round(time.monotonic() - loaded, 2)}
     if not split.generates or engine_name is None:
         return figures, None
     gen = dataclasses.replace(settings.generation("sqlqa"), memory_bytes=memory_bytes)
@@ -321,7 +325,9 @@ def _generate(run_dir: Path, variant: str, engine: generate.Engine, prompt_ids: 
     seconds, tokens = time.monotonic() - started, engine.generated_tokens - tokens
     figures.update(generate_s=round(seconds, 1), generated_tokens=tokens,
                    generate_tok_s=round(tokens / seconds, 1) if seconds > 0 else None)
+    started = time.monotonic()
     figures.update(_score(run_dir, variant, split.records, predictions, settings))
+    figures.setdefault("phase_s", {})["score"] = round(time.monotonic() - started, 2)
 
 
 def _generate_with_vllm(run_dir: Path, waiting: list[Waiting], results: dict[str, Any], split: HeldOut,
@@ -395,6 +401,7 @@ def main(run_dir: str, *flags: str) -> int:
 
     folder = RunFolder(Path(run_dir))
     config = folder.composed()
+    unused_packages.hide_unused(config)   # before torch and transformers are imported
     try:
         evaluation = Evaluation(folder.path, config)
         if "--standby" in flags:
