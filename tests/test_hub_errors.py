@@ -107,6 +107,20 @@ def test_gated_repo_on_modal_names_the_secret(monkeypatch, tmp_path, no_token):
         "Modal Secret 'hf-prod' (backend.secrets.huggingface) to a token of that account")
 
 
+def test_gated_repo_on_modal_without_a_secret_says_how_to_add_one(monkeypatch, tmp_path, no_token):
+    """Public models need no Secret, so none is attached by default: a gated one says how to add it."""
+    error = http_error(401, FILE, "GatedRepo", f"Access to model {REPO} is restricted. Please log in.")
+    hub_raises(monkeypatch, error)
+    config = {"base_model": REPO, "cache_dir": str(tmp_path), "model_spec": {"build": None},
+              "backend": {"name": "modal", "secrets": {"huggingface": None, "wandb": "wandb"}}}
+    with pytest.raises(hub.DownloadFailed) as failed:
+        prepare.prepare(config)
+    assert str(failed.value) == (
+        f"{REPO} is gated: accept its licence on https://huggingface.co/{REPO}, then set HF_TOKEN in a Modal "
+        "Secret (none is attached: `modal secret create huggingface HF_TOKEN=hf_...`, then run with "
+        "backend.secrets.huggingface=huggingface) to a token of that account")
+
+
 def test_gated_repo_with_a_token_lacking_access(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_TOKEN", "hf_without_access")
     error = http_error(403, FILE, "GatedRepo", f"Access to model {REPO} is restricted and you are not in the "

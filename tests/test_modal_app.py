@@ -68,7 +68,7 @@ def test_train_function_resources_match_the_composed_config(plan, gpu):
     assert options.timeout_secs == job.config["backend"]["timeout_h"] * 3600
     assert options.retry_policy.retries == job.config["backend"]["retries"]
     assert named(options.validated_volumes) == {"/pretrained": "runner-pretrained", "/runs": "runner-runs"}
-    assert [synchronizer._translate_in(s)._name for s in options.secrets] == ["huggingface"]
+    assert not options.secrets   # public models need no Secret (backend.secrets.huggingface is null)
     # eval runs on the job's GPUs too; prepare, preprocess and merge on CPU
     assert options_of(modal_app.stage_cls(request, "eval")).resources.gpu_config.gpu_type == name
     for stage in ("prepare", "preprocess", "merge"):
@@ -157,7 +157,10 @@ def test_missing_secret_is_one_line_before_any_upload(tmp_path, monkeypatch, cap
     monkeypatch.setenv("MODAL_TOKEN_ID", "ak-test")
     monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-test")
     monkeypatch.setattr(modal.Secret, "from_name", lambda name, **kw: MissingSecret())
-    assert main(["backend=modal", "gpu=a100", f"runs_root={tmp_path / 'runs'}"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: Modal Secret 'huggingface' not found: create it with `modal secret create huggingface")
-    assert "\n" not in err and not (tmp_path / "runs").exists()
+    assert main(["backend=modal", "gpu=a100", "backend.secrets.huggingface=hf", f"runs_root={tmp_path / 'runs'}"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: Modal Secret 'hf' not found: create it with `modal secret create hf HF_TOKEN=hf_...` or set "
+        "backend.secrets.huggingface to another (or null, for public models)")
+    assert not (tmp_path / "runs").exists()
+    assert main(["backend=modal", "gpu=a100", "tracking=wandb", f"runs_root={tmp_path / 'runs'}"]) == 2
+    assert "`modal secret create wandb WANDB_API_KEY=...`" in capsys.readouterr().err

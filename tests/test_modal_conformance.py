@@ -51,3 +51,26 @@ def test_ctrl_c_during_an_attached_run_stops_the_app_and_exits_130(modal_server,
     status = run.status()
     assert status["state"] == "interrupted" and status.get("ended"), status
     assert read_json(run.path / "modal.json")["call_id"] == sent[0]
+
+
+def test_a_public_model_runs_on_modal_without_any_secret(modal_server, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """No Secret is looked up, attached to a function or sent with a job: the default needs no account setup
+    beyond `modal setup`. The sweep function's answer is made up (every job succeeded); the rest is real."""
+    from runner.app import main
+
+    monkeypatch.delenv("RUNNER_MODAL_SETTINGS", raising=False)
+    jobs_sent = []
+
+    def sweep(jobs, max_parallel):
+        jobs_sent.extend(jobs)
+        return [{"index": job["index"], "run_id": job["run_id"], "state": "succeeded", "failed_stage": None,
+                 "error": None, "skipped": {}} for job in jobs]
+
+    modal_server.answer_calls(sweep)
+    with modal_server.intercept() as ctx:
+        rc = main(["backend=modal", "gpu=a100", "backend.poll_s=5", f"runs_root={tmp_path / 'runs'}"])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    assert ctx.get_requests("SecretGetOrCreate") == []
+    assert all(not request.function.secret_ids for request in ctx.get_requests("FunctionCreate"))
+    (job,) = jobs_sent
+    assert all(options["secrets"] == [] for options in job["options"].values())

@@ -27,17 +27,28 @@ from runner.errors import UserError
 from runner.plan import Job
 from runner.runfolder import RunFolder, now, open_run, records
 
-def require_secrets(names: set[str]) -> None:
+SECRET_KEYS = {"huggingface": "HF_TOKEN=hf_...", "wandb": "WANDB_API_KEY=..."}   # backend.secrets.* → what it holds
+
+
+def secrets_used(jobs: list[Job]) -> dict[str, str]:
+    """Each Modal Secret the jobs' stages attach → its backend.secrets key."""
+    used = {name for job in jobs for opts in ms.stage_options(job.config).values() for name in opts.secrets}
+    return {name: key for job in jobs for key, name in (job.config["backend"].get("secrets") or {}).items()
+            if name in used}
+
+
+def require_secrets(secrets: dict[str, str]) -> None:
     """Each named Modal Secret exists (looked up by name; its values never leave Modal)."""
     import modal
     from modal.exception import AuthError, NotFoundError
 
-    for name in sorted(names):
+    for name, key in sorted(secrets.items()):
         try:
             modal.Secret.from_name(name).hydrate()
         except NotFoundError:
-            raise UserError(f"Modal Secret '{name}' not found: create it with `modal secret create {name} KEY=...` "
-                            "or name another in backend.secrets") from None
+            raise UserError(f"Modal Secret '{name}' not found: create it with `modal secret create {name} "
+                            f"{SECRET_KEYS.get(key, 'KEY=...')}` or set backend.secrets.{key} to another "
+                            f"(or null{', for public models' if key == 'huggingface' else ''})") from None
         except AuthError:
             raise UserError(NO_CREDENTIALS.replace("no Modal credentials found", "Modal rejected the credentials")) from None
 
@@ -94,7 +105,7 @@ def run_jobs(jobs: list[Job]) -> list[Outcome]:
 
     if modal_app.settings != settings:   # imported earlier in this process with other settings
         modal_app = importlib.reload(modal_app)
-    require_secrets({name for job in jobs for opts in ms.stage_options(job.config).values() for name in opts.secrets})
+    require_secrets(secrets_used(jobs))
 
     # 2. local run folders, data uploads, submission
     runs: list[tuple[Job, RunFolder, dict[str, Any]]] = []

@@ -29,7 +29,9 @@ def token_place(backend: dict[str, Any] | None) -> str:
     secret = (backend.get("secrets") or {}).get("huggingface")
     if secret:
         return f"HF_TOKEN in the Modal Secret '{secret}' (backend.secrets.huggingface)"
-    return "HF_TOKEN in a Modal Secret named by backend.secrets.huggingface"
+    # public models need no Secret, so none is attached by default: say how to add one
+    return ("HF_TOKEN in a Modal Secret (none is attached: `modal secret create huggingface HF_TOKEN=hf_...`, "
+            "then run with backend.secrets.huggingface=huggingface)")
 
 
 def download(repo_id: str, cache_dir: str | Path, token_where: str = "HF_TOKEN") -> Path:

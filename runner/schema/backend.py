@@ -29,9 +29,9 @@ class Volumes:
 
 @dataclass
 class Secrets:
-    """Modal Secret names; null attaches none (wandb only with tracking=wandb)."""
+    """Modal Secret names; null attaches none (public models need no HF token; wandb only with tracking=wandb)."""
 
-    huggingface: Optional[str] = "huggingface"
+    huggingface: Optional[str] = None
     wandb: Optional[str] = "wandb"
 
 
