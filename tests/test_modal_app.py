@@ -61,7 +61,7 @@ def test_app_settings_come_from_the_launcher(monkeypatch):
 @pytest.mark.parametrize("gpu", GPU_OPTIONS)
 def test_train_function_resources_match_the_composed_config(plan, gpu):
     job, request = request_for(plan, f"gpu={gpu}")
-    options = options_of(modal_app.stage_cls(request, "train"))
+    options = options_of(modal_app.stage_instance(request, "train"))
     name, count = parse_modal_gpu(job.config["gpu"]["modal"])
     assert (options.resources.gpu_config.gpu_type, options.resources.gpu_config.count) == (name, count)
     assert count == job.config["gpu"]["count"] == job.compute.processes
@@ -70,9 +70,9 @@ def test_train_function_resources_match_the_composed_config(plan, gpu):
     assert named(options.validated_volumes) == {"/pretrained": "runner-pretrained", "/runs": "runner-runs"}
     assert not options.secrets   # public models need no Secret (backend.secrets.huggingface is null)
     # eval runs on the job's GPUs too; prepare, preprocess and merge on CPU
-    assert options_of(modal_app.stage_cls(request, "eval")).resources.gpu_config.gpu_type == name
+    assert options_of(modal_app.stage_instance(request, "eval")).resources.gpu_config.gpu_type == name
     for stage in ("prepare", "preprocess", "merge"):
-        resources = options_of(modal_app.stage_cls(request, stage)).resources
+        resources = options_of(modal_app.stage_instance(request, stage)).resources
         assert not resources.gpu_config.gpu_type and resources.milli_cpu > 0
 
 
@@ -97,11 +97,11 @@ def test_backend_settings_reach_the_stage_options(plan):
     _, request = request_for(plan, "gpu=h100", "tracking=wandb", "backend.timeout_h=2", "backend.retries=3",
                              "backend.merge_gpu=L40S", "backend.timeouts_min.preprocess=5",
                              "backend.secrets.huggingface=hf-token")
-    train = options_of(modal_app.stage_cls(request, "train"))
+    train = options_of(modal_app.stage_instance(request, "train"))
     assert (train.timeout_secs, train.retry_policy.retries) == (7200, 3)
     assert [synchronizer._translate_in(s)._name for s in train.secrets] == ["hf-token", "wandb"]
-    assert options_of(modal_app.stage_cls(request, "merge")).resources.gpu_config.gpu_type == "L40S"
-    assert options_of(modal_app.stage_cls(request, "preprocess")).timeout_secs == 300
+    assert options_of(modal_app.stage_instance(request, "merge")).resources.gpu_config.gpu_type == "L40S"
+    assert options_of(modal_app.stage_instance(request, "preprocess")).timeout_secs == 300
     assert request["options"]["prepare"]["secrets"] == ["hf-token"]   # W&B only where metrics are logged
 
 

@@ -3,16 +3,158 @@
 Ctrl-C) against the in-process control plane of tests/fakes/modal_server.py. Only the server's answers are
 made up; every check on the client side is Modal's."""
 
+import json
 import os
 import signal
 
 import pytest
 
-from fakes.modal_server import modal_server  # noqa: F401 - the fixture
+from fakes.modal_server import (env_of, functions, modal_server, mounted_files,  # noqa: F401 - the fixture
+                                start_in_subprocess, started)
 from modal_proto import api_pb2
 
+from runner.backends import modal_app, modal_launcher
+from runner.backends.modal_bounds import SWEEP_LIMIT_H
+from runner.backends.modal_settings import MAX_RETRIES, MAX_TIMEOUT_H
+from runner.compose import group_options
+from runner.compute import MAX_GPUS, MODAL_GPU_TYPES
 from runner.records import read_json
 from runner.runfolder import RunFolder
+from runner.settings import STAGES
+
+GPU_OPTIONS = [o for o in group_options()["gpu"] if o != "cpu"]
+
+
+def within_modal_limits(gpu: api_pb2.GPUConfig, timeout_s: int, retries: int) -> None:
+    """What Modal's server refuses and its client lets through: GPU names and counts, timeouts, retries."""
+    if gpu.gpu_type:
+        assert gpu.gpu_type in MODAL_GPU_TYPES and 1 <= gpu.count <= MAX_GPUS, gpu
+    assert 0 < timeout_s <= MAX_TIMEOUT_H * 3600 and 0 <= retries <= MAX_RETRIES
+
+
+# ---- every object the apps define -----------------------------------------------------------------
+def test_every_function_and_class_of_the_training_app_loads_through_the_modal_client(modal_server):  # noqa: F811
+    app = modal_app.app
+    calls = started(app)   # Modal's loaders: image layers (no build step after add_local_*), mounts, definitions
+    (publish,) = [request for method, request in calls if method == "AppPublish"]
+    assert set(publish.function_ids) == set(app.registered_functions)
+    assert set(publish.class_ids) == set(app.registered_classes) == {cls.__name__ for cls in modal_app.STAGE_CLASSES.values()}
+    definitions = {r.function.function_name: r.function for method, r in calls if method == "FunctionCreate"}
+    created = functions(calls)
+    assert set(created) == set(app.registered_functions)
+    for name, function in created.items():
+        definition = definitions[name]
+        within_modal_limits(definition.resources.gpu_config, function["timeout_s"], function["retries"])
+        # every function runs in the project image: the settings (names only) and the project as mounts
+        env = env_of(modal_server.images[function["image"]])
+        assert json.loads(env["RUNNER_MODAL_SETTINGS"]) == json.loads(modal_app.settings.to_json())
+        assert env["RUNNER_PROJECT"] == modal_app.PROJECT_DIR and function["mounts"] >= 2
+        assert function["secrets"] == len(modal_app.BASE_SECRETS) * (name != "sweep")
+    for cls in modal_app.STAGE_CLASSES.values():
+        assert created[f"{cls.__name__}.*"]["methods"] == ["run"]
+        assert created[f"{cls.__name__}.*"]["volumes"] == ["/pretrained", "/runs"]
+    sweep = created["sweep"]
+    assert (sweep["timeout_s"], sweep["nonpreemptible"], sweep["volumes"]) == (SWEEP_LIMIT_H * 3600, True, ["/runs"])
+    # what the containers see of the project: the package with its data files, conf/ without experiments
+    files = mounted_files(calls)
+    for path in ("/root/runner/backends/modal_app.py", "/root/runner/data/sqlqa-train.jsonl",
+                 "/root/runner/stack/gpu.lock", "/root/runner/schema/axolotl_keys.json",
+                 f"{modal_app.PROJECT_DIR}/conf/config.yaml", f"{modal_app.PROJECT_DIR}/conf/backend/modal.yaml"):
+        assert path in files, path
+    assert not any("__pycache__" in f or f.endswith(".pyc") or "/conf/experiment/" in f for f in files)
+
+
+SETTINGS_WITH_HF = json.dumps({"app_name": "runner-hf", "pretrained_volume": "p", "runs_volume": "r",
+                               "hf_secret": "huggingface", "wandb_secret": None}, sort_keys=True)   # as to_json()
+
+
+@pytest.mark.parametrize("module,env,secrets", [
+    ("runner.backends.modal_app", {"RUNNER_MODAL_SETTINGS": SETTINGS_WITH_HF}, 1),    # the launcher's settings
+    ("runner.serve", {"RUNNER_SERVE_RUN": "20261127-194637-tiny-lora-6dab"}, 0),       # serve one run
+    ("runner.serve", {"RUNNER_SERVE_GPU": "H100:2"}, 0),                              # infer's app only
+])
+def test_every_app_as_modal_deploy_would_start_it(module, env, secrets):
+    """Each module imported in a fresh interpreter with the environment that decides what it declares,
+    then started through Modal's client: every registered function created, within Modal's limits."""
+    app = start_in_subprocess(module, **env)
+    assert set(app["functions"]) == set(app["registered"]) and app["functions"]
+    for name, function in app["functions"].items():
+        gpu, _, count = (function["gpu"] or "").partition(":")
+        assert not gpu or (gpu in MODAL_GPU_TYPES and 1 <= int(count or 1) <= MAX_GPUS), (name, function["gpu"])
+        assert 0 < function["timeout_s"] <= MAX_TIMEOUT_H * 3600 and function["retries"] <= MAX_RETRIES
+        assert function["secrets"] == secrets * (name != "sweep") and function["mounts"] >= 2
+        assert {**function["env"], **env} == function["env"]   # the containers declare the same objects
+
+
+def test_every_job_s_stage_options_bind_through_the_modal_client(modal_server, plan):  # noqa: F811
+    """Each job's own GPU, CPU, memory, timeout, retries, Volumes and Secrets per stage, as Modal's
+    Cls.with_options binds them (one FunctionBindParams per stage call), for every gpu option."""
+    def request(*overrides):
+        job = plan("backend=modal", *overrides)
+        return modal_launcher.job_request(job, 1, "run-1", modal_app.runs_dir(), modal_app.pretrained_dir())
+
+    requests = [request(f"gpu={gpu}") for gpu in GPU_OPTIONS] + [
+        request("gpu=h100x2", "stages.merge=true", "backend.merge_gpu=L40S", "backend.eval_gpu=A100", "tracking=wandb",
+                "backend.secrets.huggingface=hf", "backend.retries=3", "backend.timeout_h=5")]
+    with modal_server.intercept() as ctx, modal_app.app.run():
+        for job in requests:
+            for stage in STAGES:
+                modal_app.stage_instance(job, stage).run.hydrate()
+    binds = [r.function_options for r in ctx.get_requests("FunctionBindParams")]
+    assert len(binds) == len(requests) * len(STAGES)
+    secret_names = {r.deployment_name for r in ctx.get_requests("SecretGetOrCreate")}
+    assert secret_names == {"hf", "wandb"}
+    for options, (job, stage) in zip(binds, [(job, stage) for job in requests for stage in STAGES]):
+        wanted = job["options"][stage]
+        gpu = options.resources.gpu_config
+        within_modal_limits(gpu, options.timeout_secs, options.retry_policy.retries)
+        name, _, count = (wanted["gpu"] or "").partition(":")
+        assert (gpu.gpu_type, gpu.count) == ((name, int(count or 1)) if name else ("", 0)), (stage, wanted)
+        assert (options.timeout_secs, options.retry_policy.retries) == (wanted["timeout_s"], wanted["retries"])
+        assert options.resources.milli_cpu == int((wanted["cpu"] or 0) * 1000)
+        assert options.resources.memory_mb == (wanted["memory_mib"] or 0)
+        assert sorted(v.mount_path for v in options.volume_mounts) == ["/pretrained", "/runs"]
+        assert len(options.secret_ids) == len(wanted["secrets"])
+
+
+def test_a_stage_call_binds_its_own_job_s_options_and_no_other_s(modal_server, plan):  # noqa: F811
+    """Modal 1.3's with_options changes an options object shared by every class derived from the stage's
+    class, and an instance binds it only when first called: two jobs' calls made one after the other and
+    first called in the other order (as the sweep's threads may) must each get their own GPU and Secrets."""
+    def request(*overrides):
+        job = plan("backend=modal", "stages.merge=true", *overrides)
+        return modal_launcher.job_request(job, 1, "run-1", modal_app.runs_dir(), modal_app.pretrained_dir())
+
+    first = request("gpu=a100x2", "tracking=wandb", "backend.merge_gpu=L40S")
+    second = request("gpu=h100", "backend.retries=0")
+    with modal_server.intercept() as ctx, modal_app.app.run():
+        calls = [modal_app.stage_instance(job, stage) for job in (first, second) for stage in ("train", "merge")]
+        for call in reversed(calls):
+            call.run.hydrate()
+    second_merge, second_train, first_merge, first_train = [r.function_options for r in ctx.get_requests("FunctionBindParams")]
+    assert (second_train.resources.gpu_config.gpu_type, second_train.resources.gpu_config.count) == ("H100", 1)
+    assert (second_train.retry_policy.retries, len(second_train.secret_ids)) == (0, 0)   # no W&B key of the first
+    assert not second_merge.resources.gpu_config.gpu_type and second_merge.resources.milli_cpu == 8000
+    assert (first_train.resources.gpu_config.gpu_type, first_train.resources.gpu_config.count) == ("A100-80GB", 2)
+    assert (first_train.retry_policy.retries, len(first_train.secret_ids)) == (1, 1)
+    assert first_merge.resources.gpu_config.gpu_type == "L40S" and not first_merge.resources.milli_cpu
+
+
+def test_infer_on_a_modal_run_answers_through_the_serve_app(modal_server):  # noqa: F811
+    """runner.infer's Modal path: no serve app is deployed, so runner.serve's app is started (every object
+    loaded by Modal's client) and its `complete` called with plain data; its answer is made up here."""
+    from runner import infer, serve
+    from runner.evals.answer import InferOptions, Question
+
+    received = []
+    modal_server.answer_calls(lambda *args: received.append(args) or ["SELECT count(*) FROM car"])
+    with modal_server.intercept() as ctx:
+        answers = infer.answer_remotely("run-1", [Question("How many cars?", "CREATE TABLE car (a INT)")], InferOptions())
+    assert answers == ["SELECT count(*) FROM car"]
+    assert [r.app_name for r in ctx.get_requests("FunctionGet")] == [serve.serve_app_name("run-1"), serve.serve_app_name(None)]
+    assert set(functions(ctx.calls)) == set(serve.app.registered_functions) == {"complete"}
+    assert received == [("run-1", [{"prompt": "How many cars?", "context": "CREATE TABLE car (a INT)"}],
+                         {"model": "tuned", "max_new_tokens": 128, "engine": "auto", "raw": False})]
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from runner.errors import UserError  # noqa: E402
 from runner.records import write_json  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
+from fakes.modal_server import start_in_subprocess  # noqa: E402
 from test_eval_stage import build_tiny, keep_environ, make_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,23 +37,12 @@ def describe_app(**env) -> dict:
     return json.loads(result.stdout)
 
 
-START = "import sys; sys.path.insert(0, 'tests'); from fakes.modal_server import describe; describe('runner.serve')"
-
-
-def start_app(**env) -> dict:
-    """Start runner/serve.py's app as `modal deploy -m runner.serve` does, through Modal's own client (its
-    image layer rules, function definitions) against the in-process server of tests/fakes/modal_server.py,
-    in a fresh interpreter, so the environment decides what the module declares."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_SERVE_", "MODAL_"))}
-    result = subprocess.run([sys.executable, "-c", START], capture_output=True, text=True, cwd=ROOT,
-                            env={**clean, **env}, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.splitlines()[-1])
-
-
 def test_serving_app_starts_through_the_modal_client():
-    """Modal refuses a build step after `add_local_*` only when it loads the image: importing is not enough."""
-    app = start_app(RUNNER_SERVE_RUN=RUN_ID, RUNNER_SERVE_GPU="A100-80GB", RUNNER_SERVE_VLLM_ARGS="--max-model-len 4096")
+    """Started as `modal deploy -m runner.serve` does, through Modal's own client against the in-process
+    server of tests/fakes/modal_server.py: Modal refuses a build step after `add_local_*` only when it loads
+    the image, so importing the module is not enough."""
+    app = start_in_subprocess("runner.serve", RUNNER_SERVE_RUN=RUN_ID, RUNNER_SERVE_GPU="A100-80GB",
+                              RUNNER_SERVE_VLLM_ARGS="--max-model-len 4096")
     serve, complete = app["functions"]["serve"], app["functions"]["complete"]
     assert (serve["web"], complete["web"]) == (True, False)
     assert serve["gpu"] == complete["gpu"] == "A100-80GB"

@@ -84,8 +84,8 @@ PRETRAINED_MOUNT, RUNS_MOUNT = "/pretrained", "/runs"
 pretrained_volume = modal.Volume.from_name(settings.pretrained_volume, create_if_missing=True)
 runs_volume = modal.Volume.from_name(settings.runs_volume, create_if_missing=True)
 VOLUMES = {PRETRAINED_MOUNT: pretrained_volume, RUNS_MOUNT: runs_volume}
-# The HF token (gated models) reaches containers as an environment variable from a Modal Secret;
-# the W&B key is added per job, only where tracking=wandb (see modal_settings.secret_names).
+# The HF token (gated models; none by default) reaches containers as an environment variable from a
+# Modal Secret; the W&B key is added per job, only where tracking=wandb (see modal_settings.secret_names).
 BASE_SECRETS = [modal.Secret.from_name(settings.hf_secret)] if settings.hf_secret else []
 
 
@@ -185,8 +185,10 @@ class Train:
         return run_stage_in_container(request, "train")
 
 
-# merge: adapter + base → outputs/merged, on CPU with plenty of RAM unless backend.merge_gpu is set.
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=8.0, memory=64 * 1024, timeout=60 * MINUTES)
+# merge: adapter + base → outputs/merged, on CPU with plenty of RAM (backend.merge_memory_gib) unless
+# backend.merge_gpu is set. Both come with each call: with_options adds resources but never removes the
+# decorator's, so CPU and memory declared here would stay on a GPU merge too.
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, timeout=60 * MINUTES)
 class Merge:
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -208,29 +210,37 @@ STAGE_CLASSES: dict[str, modal.Cls] = {
 
 def modal_options(options: StageOptions) -> dict[str, Any]:
     """StageOptions (plain data) → Cls.with_options keywords."""
-    kwargs: dict[str, Any] = {
+    resources = {"gpu": options.gpu, "cpu": options.cpu, "memory": options.memory_mib}
+    return {
         "scaledown_window": 10,   # a container serves one stage call: don't keep GPUs idling after it
         "timeout": options.timeout_s,
         "retries": options.retries,
         "volumes": VOLUMES,
         "secrets": [modal.Secret.from_name(name) for name in options.secrets],
+        **{key: value for key, value in resources.items() if value},
     }
-    if options.gpu:
-        kwargs["gpu"] = options.gpu
-    if options.cpu:
-        kwargs["cpu"] = options.cpu
-    if options.memory_mib:
-        kwargs["memory"] = options.memory_mib
-    return kwargs
 
 
-def stage_cls(job: dict[str, Any], stage: str) -> modal.Cls:
-    """The stage's class with this job's resources."""
-    return STAGE_CLASSES[stage].with_options(**modal_options(StageOptions(**job["options"][stage])))
+# Modal 1.3's Cls.with_options merges into one options object shared by the class and every class derived
+# from it (modal/cls.py: _initialize_from_other, merge_options), sent when an instance is first called: one
+# job's GPU or Secret would stay on the next job's calls, or reach a call another sweep thread is making.
+# So each instance is made from empty options, one at a time (it keeps that object; the next starts anew).
+_options_lock = threading.Lock()
+
+
+def stage_instance(job: dict[str, Any], stage: str) -> Any:
+    """An instance of the stage's class with this job's resources, and no other job's."""
+    from modal._utils.async_utils import synchronizer
+    from modal.cls import _ServiceOptions
+
+    cls = STAGE_CLASSES[stage]
+    with _options_lock:
+        synchronizer._translate_in(cls)._options = _ServiceOptions()
+        return cls.with_options(**modal_options(StageOptions(**job["options"][stage])))()
 
 
 def call_stage(job: dict[str, Any], stage: str, skipped: dict[str, str]) -> dict[str, Any]:
-    return stage_cls(job, stage)().run.remote({"run_id": job["run_id"], "stage": stage, "skipped": skipped})
+    return stage_instance(job, stage).run.remote({"run_id": job["run_id"], "stage": stage, "skipped": skipped})
 
 
 # ---- the sweep: creates the run folders, runs every job's stages, records how each ended -------

@@ -59,7 +59,7 @@ class ModalServer(api_grpc.ModalClientBase):
         """Every call made from now on returns reply(*args, **kwargs), as if its function had run remotely."""
         from modal._serialization import deserialize, serialize
 
-        answered: set[str] = set()
+        answered: set[str] = set(self.inputs)   # calls of earlier tests, whose polls may still come in
 
         def outputs(request: api_pb2.FunctionGetOutputsRequest) -> list[api_pb2.FunctionGetOutputsItem]:
             call = request.function_call_id
@@ -244,8 +244,14 @@ def functions(calls: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
             "image": f.image_id, "gpu": (gpu.gpu_type + (f":{gpu.count}" if gpu.count > 1 else "")) or None,
             "timeout_s": f.timeout_secs, "retries": f.retry_policy.retries, "web": bool(f.webhook_config.type),
             "volumes": sorted(v.mount_path for v in f.volume_mounts), "secrets": len(f.secret_ids),
-            "methods": sorted(f.method_definitions)}
+            "methods": sorted(f.method_definitions), "mounts": len(f.mount_ids),
+            "nonpreemptible": f.scheduler_placement.nonpreemptible}
     return created
+
+
+def mounted_files(calls: list[tuple[str, Any]]) -> set[str]:
+    """Every file the client put in a mount, at its path in the container."""
+    return {file.filename for method, request in calls if method == "MountGetOrCreate" for file in request.files}
 
 
 def describe(module: str) -> None:
@@ -263,4 +269,21 @@ def describe(module: str) -> None:
     servicer, _ = shared_server()
     for function in created.values():
         function["env"] = env_of(servicer.images[function.pop("image")])
-    print(json.dumps({"app": app.name, "functions": created}))
+    print(json.dumps({"app": app.name, "registered": sorted(app.registered_functions), "functions": created}))
+
+
+def start_in_subprocess(module: str, **env: str) -> dict[str, Any]:
+    """describe(module) in a fresh interpreter with `env` added (and none of this one's MODAL_* or RUNNER_*
+    settings): what `modal deploy -m MODULE` would send, as JSON."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parents[1]
+    code = f"import sys; sys.path.insert(0, {str(tests)!r}); from fakes.modal_server import describe; describe({module!r})"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_SERVE_", "RUNNER_MODAL_", "MODAL_"))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tests.parent,
+                            env={**clean, **env}, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
