@@ -217,3 +217,31 @@ def test_no_held_out_data_is_reported_not_failed(plan, tmp_path, tiny_model, cap
     folder = make_run(plan, tmp_path, tiny_model, "dataset=completion", f"dataset.path={data}", "val_set_size=0")
     assert evaluate.main(str(folder.path)) == 0
     assert folder.metrics()["eval"]["n"] == 0 and "nothing to evaluate" in capsys.readouterr().out
+
+
+def test_the_loss_over_answer_positions_only_equals_the_loss_over_every_position(tiny_model, monkeypatch):
+    """mean_token_loss pads on the left and runs the language-model head on the answers' positions only
+    (logits_to_keep); a batch of different prompt and answer lengths scores as with right padding and logits
+    everywhere, and so does the model's own loss on each example alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from runner.evals import loss
+    from runner.evals.prompts import IGNORE_INDEX
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, torch_dtype=torch.float32).eval()
+    generator = torch.Generator().manual_seed(0)
+    examples = []
+    for prompt, answer in ((5, 3), (17, 2), (9, 11), (2, 6), (30, 1)):
+        ids = torch.randint(3, model.config.vocab_size, (prompt + answer,), generator=generator).tolist()
+        examples.append((ids, [IGNORE_INDEX] * prompt + ids[prompt:]))
+    assert loss._takes_logits_to_keep(model)
+    tail = loss.mean_token_loss(model, examples, pad_id=0, batch_size=5)
+    monkeypatch.setattr(loss, "_takes_logits_to_keep", lambda model: False)
+    everywhere = loss.mean_token_loss(model, examples, pad_id=0, batch_size=5)
+    assert tail["eval_tokens"] == everywhere["eval_tokens"] == 3 + 2 + 11 + 6 + 1
+    assert tail["eval_loss"] == pytest.approx(everywhere["eval_loss"], rel=1e-4)
+    with torch.no_grad():   # the model's own mean loss, one example at a time, weighted by its answer tokens
+        own = sum(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item() * (len(ids) - labels.count(IGNORE_INDEX))
+                  for ids, labels in examples) / tail["eval_tokens"]
+    assert tail["eval_loss"] == pytest.approx(own, rel=1e-4)

@@ -33,24 +33,59 @@ def mean_token_loss(model: Any, examples: list[Example], pad_id: int, batch_size
     if not batch_size:
         batch_size = rows_that_fit(model, len(examples[order[0]][0]) if order else 1, max(1, len(order)), logits=True,
                                    memory_bytes=memory_bytes)
+    tail_only = _takes_logits_to_keep(model)
     total, count = 0.0, 0
     device = model.device
     for start in range(0, len(order), max(1, batch_size)):
         batch = [examples[i] for i in order[start : start + batch_size]]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in batch], device=device)
-        labels = torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in batch], device=device)
-        mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch], device=device)
         with torch.inference_mode(), attention_kernels():
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            targets = labels[:, 1:]
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                     ignore_index=IGNORE_INDEX, reduction="sum").item()
-            count += int((targets != IGNORE_INDEX).sum())
+            logits, targets = (_tail_logits if tail_only else _all_logits)(model, batch, pad_id, device)
+            answer = targets != IGNORE_INDEX
+            total += F.cross_entropy(logits[answer].float(), targets[answer], reduction="sum").item()
+            count += int(answer.sum())
     if not count:
         return {"eval_loss": None, "perplexity": None, "eval_tokens": 0}
     loss = total / count
     return {"eval_loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 700.0)), 4), "eval_tokens": count}
+
+
+def _takes_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "logits_to_keep" in parameters and "position_ids" in parameters
+
+
+def _all_logits(model: Any, batch: list[Example], pad_id: int, device: Any) -> tuple[Any, Any]:
+    """Right-padded rows, logits at every position: (logits predicting token t+1, the labels of t+1)."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in batch], device=device)
+    labels = torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in batch], device=device)
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch], device=device)
+    return model(input_ids=ids, attention_mask=mask).logits[:, :-1], labels[:, 1:]
+
+
+def _tail_logits(model: Any, batch: list[Example], pad_id: int, device: Any) -> tuple[Any, Any]:
+    """The same figures with logits for the answers' positions only: rows padded on the left, so every
+    answer ends at the right edge, with positions counted from each row's first real token (the padding is
+    then invisible, as on the right), and the language-model head run on the last positions that predict
+    an answer token (`logits_to_keep`), not over the vocabulary for every prompt token as well."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    first = min(width - len(lab) + next(j for j in range(1, len(lab)) if lab[j] != IGNORE_INDEX) for _, lab in batch)
+    keep = width - first + 1   # the position before each answer token predicts it
+    ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids, _ in batch], device=device)
+    labels = torch.tensor([[IGNORE_INDEX] * (width - len(lab)) + lab for _, lab in batch], device=device)
+    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i, _ in batch], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+    return logits[:, :-1], labels[:, width - keep + 1:]
 
 
 def axolotl_eval_examples(config_file: Path, limit: int | None = None) -> list[Example]:
