@@ -114,6 +114,7 @@ def run_one_job(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from runner.backends import exit_code, run_jobs
+    from runner.backends.registry import backend_named
     from runner.compose import from_hydra, shown_overrides
     from runner.plan import plan_composed
     from runner.sweeps import objective_value
@@ -122,7 +123,8 @@ def run_one_job(cfg) -> float | None:
     try:
         job = plan_composed(from_hydra(cfg, shown_overrides(hydra_config.overrides.task)))
         job.launch = launch_of(hydra_config)   # a fresh Job: planned here, for this run alone
-        if job.placement.backend == "slurm" and job.launch["launcher"] == "run":
+        alone = job.launch["launcher"] == "run"   # not one job of a sweep
+        if alone and backend_named(job.placement.backend).sweeps_only:
             raise UserError("backend=slurm submits through Hydra's submitit launcher, which Hydra uses for "
                             "sweeps: add -m (one job is a sweep of one)")
         if job.config.get("dry_run"):

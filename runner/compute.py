@@ -65,16 +65,17 @@ def _hours(h: float) -> str:
 
 
 def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: float, auto: bool = False,
-                 placement: str | None = None, worst: Any = None) -> ComputeSpec:
+                 placement: str | None = None, worst: Any = None, *, platform: Any) -> ComputeSpec:
     """`auto`, `placement`: backend=auto chose config's backend.name, for this reason. `worst`: a Modal
-    job's worst case (runner/backends/modal_bounds.py, JobBound)."""
+    job's worst case (runner/backends/modal_bounds.py, JobBound). `platform`: that backend
+    (runner/backends/registry.py), whose properties say what it asks of a job."""
     gpu, backend = config["gpu"], config["backend"]
     count = int(gpu["count"])
     if gpu.get("modal"):
         _, parsed_count = parse_modal_gpu(gpu["modal"])
         if parsed_count != count:
             raise UserError(f"gpu.modal '{gpu['modal']}' asks for {parsed_count} GPUs but gpu.count is {count}")
-    elif backend["name"] == "modal":
+    elif platform.needs_gpu:
         raise UserError("backend=modal needs a GPU: choose a gpu option (e.g. gpu=a100), not gpu=cpu")
     spec = config["model_spec"]
     tokens = train_records * avg_record_chars / TOKENS_PER_RECORD_GUESS * float(config.get("num_epochs") or 1)
@@ -86,7 +87,7 @@ def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: f
         est_hours += FIXED_OVERHEAD_H
     price = count * gpu["usd_per_hour"]
     # only Modal bounds a run's time (and so its cost); backend=auto carries Modal's settings when it runs here
-    timeout_h = backend.get("timeout_h") if backend["name"] == "modal" else None
+    timeout_h = backend.get("timeout_h") if platform.bounds_run_time else None
     return ComputeSpec(
         backend=backend["name"],
         gpu_string=gpu.get("modal"),

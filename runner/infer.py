@@ -80,9 +80,10 @@ def answer_remotely(run_id: str, questions: list[Question], options: InferOption
 
 
 def is_modal_run(folder: Any) -> bool:
+    from runner.backends.registry import backend_named
     from runner.lookup import backend_of
 
-    return backend_of(folder) == "modal"
+    return backend_named(backend_of(folder)).remote
 
 
 # ---- command line -------------------------------------------------------------------------------

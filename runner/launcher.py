@@ -29,6 +29,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
+from hydra_plugins.hydra_submitit_launcher import config as submitit_config
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as submitit_plugin
 from omegaconf import DictConfig, OmegaConf
 
@@ -161,6 +162,11 @@ class ModalLauncher(RunnerLauncher):
     name = "runner_modal"
 
 
+# The settings each submitit executor takes (Hydra's submitit plugin declares them).
+QUEUE_SETTINGS = {"slurm": frozenset(submitit_config.SlurmQueueConf.__dataclass_fields__),
+                  "local": frozenset(submitit_config.LocalQueueConf.__dataclass_fields__)}
+
+
 def submitit_resources(job: Any, executor: str) -> dict[str, Any]:
     """A job's submitit parameters from its own gpu option and backend settings."""
     backend = job.config["backend"]
@@ -169,7 +175,7 @@ def submitit_resources(job: Any, executor: str) -> dict[str, Any]:
     resources = {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": gpus, "cpus_per_task": int(backend["cpus_per_gpu"] * per),
                  "mem_gb": int(backend["mem_gb_per_gpu"] * per), "timeout_min": int((backend.get("timeout_h") or 12) * 60),
                  "name": f"runner-{job.choices.get('model')}-{job.choices.get('adapter')}"}
-    if executor == "slurm" and backend.get("partition"):
+    if backend.get("partition") and "partition" in QUEUE_SETTINGS[executor]:   # Slurm's; not submitit's local
         resources["partition"] = backend["partition"]
     return resources
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import memory, schedule, validate
-from runner.backends import modal_bounds
+from runner.backends.registry import backend_named
 from runner.backends.placement import Placement, place
 from runner.compose import DRY_RUN_ID, ComposedJob, JobOverrides, compose_job, expand_overrides
 from runner.compute import ComputeSpec, compute_spec
@@ -86,8 +86,10 @@ def plan_composed(composed: ComposedJob) -> Job:
     validate.check_platform_limits(config, placement.backend)
     validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)
-    worst = modal_bounds.job_bound(config) if placement.backend == "modal" else None
-    compute = compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason, worst)
+    platform = backend_named(placement.backend)
+    worst = platform.job_bound(config)
+    compute = compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason, worst,
+                           platform=platform)
     return Job(composed, config, compute, data, placement)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from runner import curve
+from runner.backends.registry import backend_named
 from runner.plan import Job
 
 
@@ -20,11 +21,7 @@ def dry_run_text(job: Job, index: int, total: int) -> str:
     ]
     if job.placement.auto:
         header.append(f"# backend: auto chose {job.placement.backend}: {job.placement.reason}")
-    if job.placement.backend == "modal":
-        from runner.stack import stack
-
-        header.append(f"# worst case (Modal): {job.compute.worst_case}")
-        header.append(f"# stack (every Modal image): {stack().summary()}")
+    header += backend_named(job.placement.backend).dry_run_lines(job)
     header += [
         f"# data: train {job.data['train'].records} records"
         + (f", test {job.data['test'].records}" if "test" in job.data else ""),

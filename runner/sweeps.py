@@ -85,9 +85,12 @@ def launch_info(launcher: str, sweep_dir: str | Path | None = None, job_num: int
 
 
 def where(launch: dict[str, Any], job: dict[str, Any]) -> str:
+    from runner.backends.registry import backend_named
+
     compute = job.get("compute") or {}
-    if compute.get("backend") == "modal":
-        return f"Modal {compute.get('gpu_string')}"
+    remote = backend_named(compute.get("backend")).where(compute)
+    if remote:
+        return remote
     place = launch.get("host") or "?"
     if launch.get("devices"):
         place += f" GPU {launch['devices']}"

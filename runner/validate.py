@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import memory
+from runner.backends.registry import backend_named
 from runner.errors import UserError, did_you_mean, unknown
 from runner.schema.axolotl_ranges import AXOLOTL_RANGES
 from runner.schema.config import CHOICES, RANGES
@@ -194,7 +195,7 @@ def check_base_model(config: dict[str, Any], backend: str) -> None:
     """A base_model written as a local path (here or on a Slurm node: the same file system) must be a model
     folder; a hub id (org/name) is fetched by the prepare stage. Built models (model=tiny) are made later."""
     base = str(config.get("base_model") or "")
-    if config["model_spec"].get("build") or backend == "modal" or not base.startswith(LOCAL_PATH_PREFIXES):
+    if config["model_spec"].get("build") or backend_named(backend).remote or not base.startswith(LOCAL_PATH_PREFIXES):
         return
     folder = Path(base).expanduser()
     if not folder.is_dir():
@@ -210,11 +211,7 @@ def check_platform_limits(config: dict[str, Any], backend: str) -> None:
     its GPU types and counts for every stage, positive parallelism, and the job's worst case (every stage
     to its timeout, every attempt) within the sweep function that runs it. A sweep's jobs together:
     runner.backends.check_sweep."""
-    if backend == "modal":
-        from runner.backends import modal_bounds, modal_settings
-
-        modal_bounds.check_job(config)   # modal_settings.stage_options first: each stage's own limits
-        modal_settings.max_parallel(config)
+    backend_named(backend).check_limits(config)
 
 
 TRACKER_PACKAGES = {"use_mlflow": ("mlflow", "tracking=mlflow", "mlflow-skinny"), "wandb_project": ("wandb", "tracking=wandb", "wandb")}
@@ -224,7 +221,7 @@ def check_tracker_installed(config: dict[str, Any], backend: str) -> None:
     """A tracker the job logs to must be importable where the stages run (Modal's image has both)."""
     import importlib.util
 
-    if backend == "modal":
+    if backend_named(backend).remote:
         return
     for key, (module, choice, package) in TRACKER_PACKAGES.items():
         if config.get(key) and importlib.util.find_spec(module) is None:

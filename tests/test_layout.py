@@ -54,3 +54,32 @@ def test_the_core_never_imports_the_runs_command():
                  for name, path in files.items() if name.split(".")[:2] != ["runner", "runs"]}
     found = {name: targets for name, targets in offenders.items() if targets}
     assert not found, found
+
+
+def backend_name_comparisons(path, names):
+    """`x == "modal"`, `name != "local"`, `backend in ("local", "slurm")`: each line comparing with a backend's name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        constants = [e for o in operands for e in (o.elts if isinstance(o, (ast.Tuple, ast.List, ast.Set)) else [o])]
+        if any(isinstance(c, ast.Constant) and c.value in names for c in constants):
+            found.append(node.lineno)
+    return found
+
+
+def test_only_the_registry_tells_backends_apart_by_name():
+    """Issue 24, goal 1: what differs between backends is a property or method of the backend object
+    (runner/backends/registry.py); no other module compares a backend's name."""
+    from runner.backends.registry import BACKENDS
+
+    names = set(BACKENDS)
+    from runner.schema.backend import BACKENDS as CHOICES
+
+    assert set(CHOICES) == names | {"auto"}   # backend=NAME accepts each registered one, and auto
+    registry = PACKAGE / "backends" / "registry.py"
+    found = {str(p.relative_to(ROOT)): lines for p in sorted(PACKAGE.rglob("*.py"))
+             if p != registry and (lines := backend_name_comparisons(p, names))}
+    assert not found, f"backend names compared outside runner/backends/registry.py: {found}"
+    assert backend_name_comparisons(registry.parent / "__init__.py", names) == []

@@ -4,16 +4,19 @@
     modal   Modal functions, side by side, each job on its own GPUs (runner/backends/modal_launcher.py)
     slurm   a Slurm job per job (runner/launcher.py submits; on the node its stages run as `local`)
 
-Each job was placed when it was planned (runner/backends/placement.py: `backend=auto` decides per job).
+Each job was placed when it was planned (runner/backends/placement.py: `backend=auto` decides per job);
+what each backend is and does is looked up by its name in runner/backends/registry.py.
 Every backend makes run folders the same way (runner/runfolder.py) and prints the same summaries; the
 Hydra launchers in runner/launcher.py call this.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from runner.backends.outcome import Outcome
+from runner.backends.registry import backend_named
 from runner.errors import UserError
 
 if TYPE_CHECKING:
@@ -37,24 +40,23 @@ def check_sweep(jobs: list[Job]) -> None:
     """A sweep's jobs together, before anything is created: one backend; on Modal, a worst case that fits
     the sweep function (runner/backends/modal_bounds.py)."""
     check_one_backend(jobs)
-    modal_sweep_bound(jobs)
+    sweep_bound(jobs)
 
 
-def modal_sweep_bound(jobs: list[Job]) -> str | None:
-    """The worst case of the jobs placed on Modal, in words (None when there are none); a UserError when it
-    cannot fit the sweep function."""
-    configs = [job.config for job in jobs if job.placement.backend == "modal"]
-    if not configs:
-        return None
-    from runner.backends import modal_bounds
-
-    return modal_bounds.check_sweep(configs).describe()
+def sweep_bound(jobs: list[Job]) -> str | None:
+    """The worst case of the jobs of each backend that bounds one (Modal: the sweep function's 24 h), in
+    words (None when none does); a UserError when they cannot fit."""
+    by_backend: dict[str, list] = {}
+    for job in jobs:
+        by_backend.setdefault(job.placement.backend, []).append(job.config)
+    bounds = [backend_named(name).sweep_bound(configs) for name, configs in by_backend.items()]
+    return "; ".join(bound for bound in bounds if bound) or None
 
 
 def dry_run(jobs: list[Job]) -> int:
     from runner.report import dry_run_text
 
-    bound = modal_sweep_bound(jobs) if len(jobs) > 1 else None   # one job: its own lines say it
+    bound = sweep_bound(jobs) if len(jobs) > 1 else None   # one job: its own lines say it
     print("\n".join(dry_run_text(job, i, len(jobs)) for i, job in enumerate(jobs, start=1)), end="")
     if bound:
         print(f"# sweep on Modal: {bound}")
@@ -73,11 +75,8 @@ def run_jobs(jobs: list[Job]) -> list[Outcome]:
             outcomes[index] = cached
         else:
             todo.append(index)
-    if todo:
-        if jobs[0].placement.backend == "modal":
-            from runner.backends import modal_launcher as backend
-        else:
-            from runner.backends import local as backend   # local, and a Slurm job on its node
+    if todo:   # one backend (check_sweep); a Slurm job on its node runs as `local` does
+        backend = importlib.import_module(backend_named(jobs[0].placement.backend).runs_jobs)
         outcomes.update(zip(todo, backend.run_jobs([jobs[i] for i in todo])))
     return [outcomes[i] for i in range(len(jobs))]
 

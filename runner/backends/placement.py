@@ -90,8 +90,10 @@ def describe(gpus: tuple[LocalGpu, ...] | list[LocalGpu]) -> str:
 
 def place(config: dict[str, Any]) -> Placement:
     """Where this job runs: backend.name as set, or for `auto`, here if this machine can run it, else Modal."""
+    from runner.backends.registry import BACKENDS
+
     name = config["backend"]["name"]
-    if name != "auto":
+    if name in BACKENDS:   # set by the user; otherwise `auto`
         return Placement(name, auto=False)
     gpu = config["gpu"]
     if not gpu.get("modal"):

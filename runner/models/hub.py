@@ -23,8 +23,10 @@ def hub_cache(cache_dir: str | Path) -> Path:
 
 def token_place(backend: dict[str, Any] | None) -> str:
     """Where the user puts the HF token for this backend, as a phrase for the messages below."""
+    from runner.backends.registry import backend_named
+
     backend = backend or {}
-    if backend.get("name") != "modal":
+    if not backend_named(backend.get("name")).remote:   # a platform's own secrets hold it there
         return "HF_TOKEN"
     secret = (backend.get("secrets") or {}).get("huggingface")
     if secret:
