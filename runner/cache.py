@@ -114,14 +114,44 @@ NOT_DATA_PREFIXES = ("lora_", "peft_", "wandb_", "mlflow_", "hf_mlflow_", "liger
 
 
 def prepared_key(axolotl_config: dict[str, Any], data_sha256: dict[str, str]) -> str:
-    """What decides the tokenised data: the data, the tokenizer, the data settings, axolotl's version."""
-    from runner.provenance import package_versions
-
+    """Same tokenised data? The one answer, on every backend: a run folder's key on this machine and in
+    Modal's stage containers (runner/prepared.py: reuse, the tokenising lock), and a Modal sweep's groups of
+    jobs that tokenise once (runner/backends/modal_launcher.py, modal_bounds.py). What decides the tokens:
+    the data, the tokenizer, the data settings, axolotl's version."""
     settings = {k: v for k, v in axolotl_config.items() if k not in NOT_DATA and not k.startswith(NOT_DATA_PREFIXES)}
     tokenizer = Path(str(axolotl_config.get("tokenizer_config") or axolotl_config.get("base_model") or ""))
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tokenizer.glob("tokenizer*")) if tokenizer.is_dir() else []
-    return digest({"settings": settings, "data": data_sha256, "tokenizer": files,
-                   "axolotl": package_versions().get("axolotl")})
+    return digest({"settings": settings, "data": data_sha256, "tokenizer": files, "axolotl": _axolotl_version()})
+
+
+@lru_cache(maxsize=1)
+def _axolotl_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("axolotl")
+    except PackageNotFoundError:
+        return None
+
+
+# What a job's preprocess stage does, decided here for every backend: on this machine and in Modal's stage
+# containers (runner/pipeline.py, runner/prepared.py's lock) and for a Modal sweep's jobs
+# (runner/backends/modal_sweep.py, where the first job of a data key tokenises for the others).
+WAIT, REUSE, FOLD, RUN = "wait for another job", "reuse", "fold into train", "run"
+
+
+def preprocess_decision(*, tokenising_elsewhere: bool = False, tokens_ready: bool = False,
+                        folds_into_train: bool = False) -> str:
+    """wait: another job is tokenising the same data key (decide again once it is done); reuse: tokens of
+    this key are there already; fold into train: the train stage follows in one process, which tokenises
+    itself (one process start-up less); run: tokenise now."""
+    if tokenising_elsewhere:
+        return WAIT
+    if tokens_ready:
+        return REUSE
+    if folds_into_train:
+        return FOLD
+    return RUN
 
 
 def prepared_marker(axolotl_config: dict[str, Any], key: str) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from runner import prepared, tracking
+from runner.cache import FOLD, REUSE, preprocess_decision
 from runner.records import write_json
 from runner.runfolder import Heartbeat, RunFolder
 from runner.settings import STAGES
@@ -63,7 +64,7 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
         return StageResult(stage, "skipped")
     if stage == "preprocess":
         reused = prepared.prepared_before(folder)
-        if reused:
+        if preprocess_decision(tokens_ready=reused is not None) == REUSE:
             folder.set_stage(stage, "succeeded", reused=reused["run_id"],
                              reason=f"reused the data tokenised by run {reused['run_id']}")
             print(f"  {label + ' ' if label else ''}{stage:<10}  reused: tokenised by run {reused['run_id']} "
@@ -231,5 +232,7 @@ def _folds_into_train(folder: RunFolder, config: dict[str, Any]) -> bool:
     """Preprocess and train both on, train in one process (N processes preprocess once, before they start),
     and no earlier run's tokens to reuse (then the preprocess stage reports the reuse)."""
     stages = config.get("stages") or {}
-    return (stages.get("preprocess", True) and stages.get("train", True) and int(config["gpu"]["count"]) == 1
-            and prepared.prepared_before(folder) is None)
+    one_process = bool(stages.get("preprocess", True) and stages.get("train", True) and int(config["gpu"]["count"]) == 1)
+    if not one_process:   # the preprocess stage decides for itself (run_stage): reuse or run
+        return False
+    return preprocess_decision(tokens_ready=prepared.prepared_before(folder) is not None, folds_into_train=True) == FOLD

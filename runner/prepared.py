@@ -80,13 +80,18 @@ class TokenisingLock:
         import fcntl
         import os
 
+        from runner.cache import WAIT, preprocess_decision
+
         if self.path is None or self.fd is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            busy = False
         except BlockingIOError:
+            busy = True
+        if preprocess_decision(tokenising_elsewhere=busy) == WAIT:
             holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "another job"
             print(f"  {self.label + ' ' if self.label else ''}preprocess  waiting: run {holder} is tokenising the "
                   f"same data", file=sys.stderr, flush=True)

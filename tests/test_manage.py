@@ -42,6 +42,42 @@ def test_the_tokenised_data_key_follows_the_data_settings_and_nothing_else(plan)
     assert key(data="def") != base
 
 
+def test_this_machine_and_modal_agree_on_which_jobs_share_tokens(plan, tmp_path):
+    """Issue 24, goal 4: one key. The run folder's own key (this machine, and each Modal stage container),
+    the Modal sweep's groups (the leader tokenises for the others) and its worst-case bound group the same
+    jobs together, for configs that differ in data-relevant and data-irrelevant keys."""
+    from runner import prepared
+    from runner.backends import modal_bounds
+    from runner.backends.modal_launcher import job_request
+    from runner.paths import DATA_DIR
+    from runner.runfolder import RunFolder
+
+    fewer = tmp_path / "fewer.jsonl"   # other records: other tokens
+    fewer.write_text("".join((DATA_DIR / "sqlqa-train.jsonl").read_text().splitlines(keepends=True)[:-1]))
+    variants = {"base": [], "lora_r": ["lora_r=32"], "learning_rate": ["learning_rate=3e-4"],
+                "epochs": ["num_epochs=2"], "micro_batch": ["micro_batch_size=2"], "run_name": ["run_name=x"],
+                "sequence_len": ["sequence_len=512"], "train_on_inputs": ["train_on_inputs=true"],
+                "packing": ["sample_packing=false"], "data": [f"dataset.path={fewer}"], "model": ["model=pythia"],
+                # a training key the list of keys that leave tokens alone does not name: it costs a
+                # tokenisation on both alike (Modal's own allow-list of data keys once grouped it apart)
+                "min_lr": ["cosine_min_lr_ratio=0.1"]}
+    local, modal, bound = {}, {}, {}
+    for name, overrides in variants.items():
+        common = [f"runs_root={tmp_path / 'runs'}", "gpu=a100"]
+        here = plan(*common, "backend=local", *overrides)
+        local[name] = prepared.data_key(RunFolder.create(here.for_run(f"run-{name}")))[1]
+        there = plan(*common, "backend=modal", *overrides)
+        modal[name] = job_request(there, 1, f"run-{name}", tmp_path / "volume", tmp_path / "pretrained")["preprocess_key"]
+        bound[name] = modal_bounds.data_key(there.config)
+
+    def groups(keys):
+        return sorted(sorted(n for n in keys if keys[n] == key) for key in set(keys.values()))
+
+    expected = [["base", "epochs", "learning_rate", "lora_r", "micro_batch", "run_name"], ["data"], ["min_lr"],
+                ["model"], ["packing"], ["sequence_len"], ["train_on_inputs"]]
+    assert groups(local) == groups(modal) == groups(bound) == expected
+
+
 def test_a_sweep_run_twice_is_all_cached_the_second_time(tmp_path):
     args = ["-m", "lora_r=4,8", "learning_rate=1e-3,2e-3", *STAGES_OFF, f"runs_root={tmp_path / 'runs'}"]
     first = runner(*args, cwd=tmp_path)

@@ -25,7 +25,22 @@ from runner.errors import UserError
 from runner.settings import STAGES
 
 SWEEP_LIMIT_H = ms.MAX_TIMEOUT_H   # the `sweep` function's timeout (runner/backends/modal_app.py declares it)
-SHARED = {"prepare": ms.model_key, "preprocess": ms.preprocess_key}   # stages a sweep's jobs share
+
+
+def data_key(config: dict[str, Any]) -> str:
+    """A planned job's tokenised data key (runner/cache.py: prepared_key), from its config: the data files'
+    contents (hashed once per file, runner/datacheck.py) stand in for the hashes its plan carries."""
+    from runner.cache import prepared_key
+    from runner.datacheck import check_data_file
+    from runner.settings import split_config
+
+    dataset = config["dataset"]
+    data = {split: check_data_file(dataset[key], dataset["format"]).sha256
+            for split, key in (("train", "path"), ("test", "test_path")) if dataset.get(key)}
+    return prepared_key(split_config(config)[1], data)
+
+
+SHARED = {"prepare": ms.model_key, "preprocess": data_key}   # stages a sweep's jobs share
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from runner.backends import modal_bounds
 from runner.backends import modal_settings as ms
 from runner.backends.modal_records import FINAL_STATES, pull_run, write_modal_record
 from runner.backends.modal_credentials import NO_CREDENTIALS, require_credentials
+from runner.cache import prepared_key
 from runner.errors import UserError
 from runner.plan import Job
 from runner.runfolder import RunFolder, now, open_run, records
@@ -85,7 +86,8 @@ def job_request(job: Job, index: int, run_id: str, runs_dir: Path, pretrained_di
         "options": {stage: vars(opts) | {"secrets": list(opts.secrets)}
                     for stage, opts in ms.stage_options(remote.config).items()},
         "model_key": ms.model_key(remote.config),
-        "preprocess_key": ms.preprocess_key(remote.config),
+        # the key the run folder itself has in its container (runner/prepared.py: data_key)
+        "preprocess_key": prepared_key(remote.axolotl_config, {split: data.sha256 for split, data in job.data.items()}),
     }
 
 

@@ -150,19 +150,9 @@ def poll_seconds(config: dict[str, Any]) -> float:
 
 
 # -- jobs that can share work --------------------------------------------------------------------
-# prepare fetches the base model into the shared "pretrained" Volume: one job per model goes first.
+# prepare fetches the base model into the shared "pretrained" Volume: one job per model goes first. (The
+# jobs that tokenise once share runner/cache.py's prepared_key, as runs on this machine do.)
 MODEL_KEYS = ("base_model", "base_model_config", "tokenizer_config", "revision_of_model")
-# axolotl keys its prepared data by a hash of datasets + tokenizer + sequence settings (see
-# axolotl.utils.data.shared.generate_dataset_hash_from_config); this is a superset of those inputs, so
-# jobs with the same key are sure to find each other's prepared data.
-PREPROCESS_KEYS = MODEL_KEYS + (
-    "tokenizer_type", "tokenizer_use_fast", "tokenizer_legacy", "datasets", "test_datasets", "val_set_size",
-    "dataset_prepared_path", "sequence_len", "sample_packing", "eval_sample_packing", "group_by_length",
-    "kd_temperature", "dataset_exact_deduplication", "seed", "shuffle_merged_datasets", "added_tokens_overrides",
-    "chat_template", "chat_template_jinja", "chat_template_kwargs", "default_system_message", "eot_tokens",
-    "sample_packing_bin_size", "sample_packing_group_size", "sample_packing_sequentially", "special_tokens",
-    "tokens", "train_on_inputs", "dataset_processes", "skip_prepare_dataset", "pretraining_dataset",
-)
 
 
 def _key(config: dict[str, Any], keys: tuple[str, ...], extra: Any = None) -> str:
@@ -173,10 +163,6 @@ def _key(config: dict[str, Any], keys: tuple[str, ...], extra: Any = None) -> st
 
 def model_key(config: dict[str, Any]) -> str:
     return _key(config, MODEL_KEYS, (config.get("model_spec") or {}).get("build"))
-
-
-def preprocess_key(config: dict[str, Any]) -> str:
-    return _key(config, PREPROCESS_KEYS, config.get("dataset"))
 
 
 def enabled_stages(config: dict[str, Any]) -> dict[str, bool]:

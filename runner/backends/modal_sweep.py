@@ -5,8 +5,9 @@ Modal calls arrive as plain callables, so this module never imports modal and te
 
 Shared work is done once: the first job that needs a base model runs `prepare` while later jobs with the
 same model wait (no two containers download the same weights into the shared Volume), and the first job
-of each preprocess group tokenises while the others wait and then reuse its prepared data (axolotl finds
-it under dataset_prepared_path by the same hash). One job's failure never stops another.
+of each tokenised data key (runner/cache.py: prepared_key) tokenises while the others wait and then reuse
+its prepared data (axolotl finds it under dataset_prepared_path by the same hash); what a job's
+preprocess does is decided as on this machine (runner/cache.py: preprocess_decision). One job's failure never stops another.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from runner.cache import REUSE, preprocess_decision
 from runner.settings import STAGES
 
 JobRequest = dict[str, Any]   # one job's plain-data request (not plan.Job), built by modal_launcher.job_request
@@ -82,8 +84,8 @@ def run_job(job: JobRequest, total: int, shared: dict[str, dict[str, SharedStep]
             step = shared.get(stage, {}).get(job["model_key" if stage == "prepare" else "preprocess_key"])
             leads = step is not None and step.leader == job["run_id"]
             if step is not None and not leads:
-                step.done.wait()
-                if stage == "preprocess" and step.ok:
+                step.done.wait()   # the leader downloads the model, or tokenises the data key (cache.WAIT)
+                if stage == "preprocess" and preprocess_decision(tokens_ready=step.ok) == REUSE:
                     result.skipped["preprocess"] = f"prepared data shared with run {step.leader}"
                     log(f"{tag}  preprocess: reusing the prepared data of {step.leader}")
                     continue
