@@ -24,7 +24,7 @@ import hydra
 from runner import signals
 from runner.compose import config_dirs, setup, translate
 from runner.errors import UserError, report, unknown
-from runner.launcher import outcome, register_plugins
+from runner.launcher import register_plugins
 from runner.paths import CONF_DIR, EXPERIMENTS_DIR
 from runner.search import register as register_search
 
@@ -105,7 +105,8 @@ register_plugins()
 register_search()
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config")
+# the one target conf/config.yaml names for Hydra to instantiate (its plugins are registered above)
+@hydra.main(config_path=str(CONF_DIR), config_name="config", execution_whitelist=["runner.callbacks.SweepSummary"])
 def run_one_job(cfg) -> float | None:
     """Hydra's task: plan (validate, place) one job, run it where it was placed, return its objective.
 
@@ -130,12 +131,13 @@ def run_one_job(cfg) -> float | None:
         if job.config.get("dry_run"):
             from runner.backends import dry_run
 
-            outcome["exit_code"] = dry_run([job])
+            dry_run([job])
             return None
         (result,) = run_jobs([job])
     except UserError as e:   # one line and out: not Hydra's "Error executing job ..." report
         raise SystemExit(report(e)) from None
-    outcome["exit_code"] = exit_code([result])
+    if alone and exit_code([result]):   # a sweep's job: the sweep's summary exits (runner/callbacks.py)
+        raise SystemExit(exit_code([result]))
     return objective_value(result.metrics, job.config["objective"]["metric"]) if result.state == "succeeded" else None
 
 
@@ -156,34 +158,6 @@ def launch_of(hydra_config) -> dict:
     return launch_info(name, hydra_config.sweep.dir, hydra_config.job.num)
 
 
-def sweep_report(runs_root: Path, sweep_dir: Path) -> str:
-    """The sweep's report page (<sweep>/report/index.html), or why there is none."""
-    from runner.reportpage import resolve_targets, write_report
-
-    try:
-        folders, title, _ = resolve_targets(Path(runs_root), [str(sweep_dir)])
-        return f"report: {write_report(folders, title, Path(sweep_dir) / 'report')}"
-    except ImportError as e:
-        return f"report: not written ({e.name} is not installed: pip install matplotlib)"
-    except (UserError, OSError) as e:
-        return f"report: not written ({e})"
-
-
-def print_sweep() -> None:
-    """After a sweep: its table (every job, objective, launcher, where; the best marked) and exit code."""
-    from runner.sweeps import record, table
-
-    if not outcome.get("sweep"):
-        return
-    runs_root, sweep_dir = outcome["sweep"]
-    rows = record(runs_root, sweep_dir)
-    if rows and not all(row["status"] == "submitted" for row in rows):   # detached: the run ids are the output
-        print("\n" + table(rows) + f"\nsweep: {sweep_dir}")
-        print(sweep_report(runs_root, sweep_dir))
-        if any(row["status"].startswith("failed") for row in rows):
-            outcome["exit_code"] = max(outcome["exit_code"], 1)
-
-
 def main(argv: list[str] | None = None) -> int:
     import yaml
     from hydra.errors import HydraException
@@ -198,14 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         command = hydra_argv(args)
     except (UserError, KeyboardInterrupt) as e:
         return report(e)
-    outcome.update(exit_code=0, sweep=None)
     saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = [PROGRAM, *command]
     os.environ["HYDRA_FULL_ERROR"] = "1"   # Hydra raises instead of printing: the runner reports in one line
     try:
         run_one_job()
-        print_sweep()
-    except SystemExit as e:   # --help, argparse's own errors
+    except SystemExit as e:   # --help, argparse's own errors; a failed run or sweep (exit 1)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except (UserError, KeyboardInterrupt) as e:
         return report(e)
@@ -221,4 +193,4 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = saved_full_error
-    return outcome["exit_code"]
+    return 0

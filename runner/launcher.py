@@ -33,9 +33,6 @@ from hydra_plugins.hydra_submitit_launcher import config as submitit_config
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as submitit_plugin
 from omegaconf import DictConfig, OmegaConf
 
-# The last sweep or run of this process: runner.app prints the sweep's table and exits with this code.
-outcome: dict[str, Any] = {"exit_code": 0, "sweep": None}
-
 
 def register_plugins() -> None:
     """Hydra finds plugins in its `hydra_plugins` package; ours live here, so they are registered by hand."""
@@ -45,12 +42,15 @@ def register_plugins() -> None:
         Plugins.instance().register(plugin)
 
 
-def note_sweep(config: DictConfig) -> Path:
-    """Make the sweep's folder with Hydra's record of it (once), and remember it for the sweep table.
+def note_sweep(config: DictConfig, hydra_context: HydraContext) -> Path:
+    """Make the sweep's folder with Hydra's record of it (once), and tell the sweep's summary (a Hydra
+    callback, runner/callbacks.py) that it launched.
 
     The folder's name holds the time (`${now:...}`): it is fixed here, so every job and every batch of
     the sweep (and submitit's folder inside it) uses one folder."""
     from omegaconf import read_write
+
+    from runner.callbacks import note_launch
 
     sweep_dir = Path(str(config.hydra.sweep.dir))
     with read_write(config), read_write(config.hydra), read_write(config.hydra.sweep):
@@ -58,7 +58,7 @@ def note_sweep(config: DictConfig) -> Path:
     if not (sweep_dir / "multirun.yaml").exists():
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
-    outcome["sweep"] = (Path(str(config.runs_root)), sweep_dir)
+    note_launch(hydra_context)
     return sweep_dir
 
 
@@ -87,12 +87,12 @@ class RunnerSweeper(BasicSweeper):
         for job in jobs:   # the table compares the jobs by it: a name no job can write is a typo
             check_objective(job.config, strict=False)
         if all(job.config.get("dry_run") for job in jobs):
-            outcome["exit_code"] = dry_run(jobs)
+            dry_run(jobs)
             return []
         check_sweep(jobs)
         if hasattr(self.launcher, "planned"):
             self.launcher.planned = planned
-        note_sweep(self.config)
+        note_sweep(self.config, self.hydra_context)
         returns, index = [], 0
         while not self.is_done():
             batch = self.get_job_batch()
@@ -121,11 +121,12 @@ class RunnerLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from runner.backends import exit_code, run_jobs
+        from runner.callbacks import note_launch
         from runner.errors import UserError, report
         from runner.sweeps import launch_info, objective_value
 
-        assert self.config is not None
-        sweep_dir = note_sweep(self.config)
+        assert self.config is not None and self.hydra_context is not None
+        sweep_dir = note_sweep(self.config, self.hydra_context)
         jobs, values = [], {}
         for number, overrides in enumerate(job_overrides, start=initial_job_idx):
             try:
@@ -138,7 +139,7 @@ class RunnerLauncher(Launcher):
             jobs.append((number, replace(job, launch=launch_info(self.name, sweep_dir, number))))
         if jobs:
             outcomes = run_jobs([job for _, job in jobs])
-            outcome["exit_code"] = max(outcome["exit_code"], exit_code(outcomes))
+            note_launch(self.hydra_context, exit_code(outcomes))
             for (number, job), result in zip(jobs, outcomes):
                 values[number] = (objective_value(result.metrics, job.config["objective"]["metric"])
                                   if result.state == "succeeded" else None)
@@ -209,7 +210,7 @@ class _PerJobResources:
         from runner import compose
 
         assert self.config is not None and self.hydra_context is not None
-        sweep_dir = note_sweep(self.config)
+        sweep_dir = note_sweep(self.config, self.hydra_context)
         if str(self.params["submitit_folder"]).endswith("/.submitit/%j"):   # Hydra's default, resolved earlier
             self.params["submitit_folder"] = str(sweep_dir / ".submitit" / "%j")
         self.translated = list(compose._translated)   # travels with this launcher to each job

@@ -6,7 +6,7 @@
     time_cost.png      each run's wall time split by stage, with GPU-hours and cost
 
 The charts are drawn by runner/charts.py. The PNGs are written beside index.html and embedded in it (base64), so the page travels as one file.
-A sweep ends by writing its report to <sweep>/report/index.html (runner.app.print_sweep).
+A sweep ends by writing its report to <sweep>/report/index.html (runner/callbacks.py: SweepSummary).
 """
 
 from __future__ import annotations

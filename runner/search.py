@@ -108,7 +108,7 @@ class OptunaSearch(OptunaSweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         from runner.backends import check_one_backend
-        from runner.launcher import outcome, plan_overrides
+        from runner.launcher import plan_overrides
         from runner.sweeps import check_objective
 
         impl = self.sweeper
@@ -134,7 +134,7 @@ class OptunaSearch(OptunaSweeper):
                             f"{first.config['objective']['direction']}: set objective.direction")
         check_objective(first.config)
         if all(job.config.get("dry_run") for job in jobs):
-            outcome["exit_code"] = self._dry_run(distributions, fixed, fixed_overrides, names[0], first, len(jobs))
+            self._dry_run(distributions, fixed, fixed_overrides, names[0], first, len(jobs))
             return None
         check_one_backend(jobs)
         try:
@@ -146,7 +146,7 @@ class OptunaSearch(OptunaSweeper):
             raise
 
     def _dry_run(self, distributions: dict[str, Any], fixed: dict[str, Any], fixed_overrides: list[str],
-                 direction: str, probe: Any, checked: int) -> int:
+                 direction: str, probe: Any, checked: int) -> None:
         """The search as it would run, and its first trial's job; nothing is created (the study is in memory)."""
         import optuna
 
@@ -169,7 +169,7 @@ class OptunaSearch(OptunaSweeper):
             f"# checked: {checked} jobs (every choice, both ends of every range) plan and validate",
             "# the first trial:",
         ]))
-        return dry_run([job])
+        dry_run([job])
 
 
 def register() -> None:
