@@ -4,11 +4,12 @@
     runner --cfg job|hydra|all [--resolve] [--package PKG] ...   runner --info defaults-tree|config|searchpath
     runner --help    runner --config-dir MY_CONF experiment=mine    runner --shell-completion install=bash
 
-Hydra parses the flags, composes conf/config.yaml (plus a user's --config-dir or hydra.searchpath), sweeps
-with `-m` and launches. The task function runs one job; a sweep goes through the runner's sweeper, which
-validates every job before any starts, and its launcher, which hands the jobs to their backend
-(runner/launcher.py). Before Hydra sees the arguments, runner.compose.translate lets `key=value` name any
-axolotl key and checks group options with suggestions. Every mistake is one line, `error: ...`, exit
+Hydra parses the flags (its own parser, on the command line as given: sys.argv is left alone), composes
+conf/config.yaml (plus a user's --config-dir or hydra.searchpath), sweeps with `-m` and launches. The task
+function runs one job; a sweep goes through the runner's sweeper, which validates every job before any
+starts, and its launcher, which hands the jobs to their backend (runner/launcher.py); a Hydra callback
+ends it (runner/callbacks.py). Before Hydra sees the arguments, runner.compose.translate rewrites the
+overrides alone: `key=value` may name any axolotl key, and group options are checked with suggestions. Every mistake is one line, `error: ...`, exit
 code 2, no traceback, nothing created; --cfg, --info and --help create nothing either.
 """
 
@@ -19,10 +20,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
+from typing import Any
 
 from runner import signals
-from runner.compose import config_dirs, setup, translate
+from runner.compose import Translated, config_dirs, setup, translate
 from runner.errors import UserError, report, unknown
 from runner.launcher import register_plugins
 from runner.paths import CONF_DIR, EXPERIMENTS_DIR
@@ -93,11 +94,12 @@ def _search_path_dirs(value: str) -> list[str]:
     return [v.removeprefix("file://") for v in items if not v.startswith("pkg://")]
 
 
-def hydra_argv(args: Arguments) -> list[str]:
+def hydra_argv(args: Arguments) -> tuple[list[str], list[Translated]]:
+    """Hydra's command line (the user's flags, the overrides in Hydra's form), and the translation."""
     if args.as_is:
-        return [*args.flags, *args.overrides]
+        return [*args.flags, *args.overrides], []
     translated = translate(args.overrides, args.multirun, config_dirs(args.config_dirs))
-    return [*args.flags, *(t.hydra for t in translated)]
+    return [*args.flags, *(t.hydra for t in translated)], translated
 
 
 setup()   # the schema, our sweeper's and launcher's configs, resolvers: before Hydra composes anything
@@ -105,13 +107,23 @@ register_plugins()
 register_search()
 
 
-# the one target conf/config.yaml names for Hydra to instantiate (its plugins are registered above)
-@hydra.main(config_path=str(CONF_DIR), config_name="config", execution_whitelist=["runner.callbacks.SweepSummary"])
-def run_one_job(cfg) -> float | None:
+class RunOneJob:
     """Hydra's task: plan (validate, place) one job, run it where it was placed, return its objective.
 
-    It runs here for a single run, and on the node for a Slurm job (Hydra's submitit launcher calls it
-    there); the runner's own launchers hand whole batches to the backends instead (runner/launcher.py)."""
+    It runs here for a single run, and on the node for a Slurm job (Hydra's submitit launcher pickles it
+    and calls it there); the runner's own launchers hand whole batches to the backends instead
+    (runner/launcher.py). It carries the command line's translation (runner/compose.py: translate), so a
+    job's overrides are recorded as the user typed them wherever Hydra hands it on: here, to the sweeper
+    and the launchers (as their task function), and to a Slurm node."""
+
+    def __init__(self, translated: list[Translated]):
+        self.translated = translated
+
+    def __call__(self, cfg: Any) -> float | None:
+        return run_one_job(cfg, self.translated)
+
+
+def run_one_job(cfg: Any, translated: list[Translated]) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from runner.backends import exit_code, run_jobs
@@ -122,7 +134,7 @@ def run_one_job(cfg) -> float | None:
 
     hydra_config = HydraConfig.get()
     try:
-        job = plan_composed(from_hydra(cfg, shown_overrides(hydra_config.overrides.task)))
+        job = plan_composed(from_hydra(cfg, shown_overrides(hydra_config.overrides.task, translated)))
         job.launch = launch_of(hydra_config)   # a fresh Job: planned here, for this run alone
         alone = job.launch["launcher"] == "run"   # not one job of a sweep
         if alone and backend_named(job.placement.backend).sweeps_only:
@@ -158,6 +170,30 @@ def launch_of(hydra_config) -> dict:
     return launch_info(name, hydra_config.sweep.dir, hydra_config.job.num)
 
 
+def run_hydra(command: list[str], task: RunOneJob) -> None:
+    """What @hydra.main does, on this command line rather than sys.argv: Hydra's own argument parser, then
+    Hydra runs, shows, completes or sweeps."""
+    from hydra import version
+    from hydra._internal.execution_policy import execution_whitelist
+    from hydra._internal.utils import _run_hydra, get_args_parser
+
+    version.setbase(version._UNSPECIFIED_)   # as @hydra.main without version_base
+    parser = get_args_parser()
+    parser.prog = PROGRAM
+    args = parser.parse_intermixed_args(command)
+    program = sys.argv[0]
+    if args.shell_completion or args.hydra_help:
+        # Hydra reads the program's name from sys.argv[0] alone in its shell-completion script (`complete
+        # ... runner`) and --hydra-help: `python -m runner` is named as the console script is there
+        sys.argv[0] = PROGRAM
+    try:
+        # the one target conf/config.yaml names for Hydra to instantiate (its plugins are registered above)
+        with execution_whitelist(["runner.callbacks.SweepSummary"]):
+            _run_hydra(args=args, args_parser=parser, task_function=task, config_path=str(CONF_DIR), config_name="config")
+    finally:
+        sys.argv[0] = program
+
+
 def main(argv: list[str] | None = None) -> int:
     import yaml
     from hydra.errors import HydraException
@@ -169,14 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     signals.install()   # SIGTERM and SIGHUP stop a run as Ctrl-C does
     try:
         args = parse(argv)
-        command = hydra_argv(args)
+        command, translated = hydra_argv(args)
     except (UserError, KeyboardInterrupt) as e:
         return report(e)
-    saved_argv, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
-    sys.argv = [PROGRAM, *command]
+    saved_full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"   # Hydra raises instead of printing: the runner reports in one line
     try:
-        run_one_job()
+        run_hydra(command, RunOneJob(translated))
     except SystemExit as e:   # --help, argparse's own errors; a failed run or sweep (exit 1)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except (UserError, KeyboardInterrupt) as e:
@@ -188,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
             return report(UserError(str(e).splitlines()[0]))
         raise
     finally:
-        sys.argv = saved_argv
         if saved_full_error is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:

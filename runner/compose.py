@@ -118,19 +118,14 @@ def translate(overrides: list[str], multirun: bool, dirs: Iterable[Path] | None 
             result.append(Translated(f"++{text}", text))
         else:
             result.append(Translated(text, text))
-    _translated[:] = result
     return result
 
 
-# The last translation in this process: a sweep's jobs come back from Hydra in Hydra's form.
-_translated: list[Translated] = []
-
-
-def shown(hydra_override: str, translated: list[Translated] | None = None) -> str:
-    """A job's override as the user wrote it (Hydra's sweeper hands back `++lora_r=8` for `lora_r=8,16`)."""
+def shown(hydra_override: str, translated: list[Translated]) -> str:
+    """A job's override as the user wrote it (Hydra's sweeper hands back `++lora_r=8` for `lora_r=8,16`),
+    from the command line's translation (runner.app.RunOneJob carries it to the sweeper and launchers)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    translated = _translated if translated is None else translated
     key = hydra_override.split("=", 1)[0]
     for t in translated:
         if t.hydra.split("=", 1)[0] != key:
@@ -142,8 +137,8 @@ def shown(hydra_override: str, translated: list[Translated] | None = None) -> st
     return hydra_override
 
 
-def shown_overrides(overrides: Iterable[str]) -> list[str]:
-    return [shown(o) for o in overrides if not o.startswith("hydra.")]
+def shown_overrides(overrides: Iterable[str], translated: list[Translated]) -> list[str]:
+    return [shown(o, translated) for o in overrides if not o.startswith("hydra.")]
 
 
 @dataclass(frozen=True)

@@ -62,13 +62,14 @@ def note_sweep(config: DictConfig, hydra_context: HydraContext) -> Path:
     return sweep_dir
 
 
-def plan_overrides(config_loader: Any, config: DictConfig, overrides: Sequence[str]) -> Any:
-    """One job of a sweep, composed by Hydra's loader and planned (validated, placed) by the runner."""
+def plan_overrides(config_loader: Any, config: DictConfig, overrides: Sequence[str], task_function: Any) -> Any:
+    """One job of a sweep, composed by Hydra's loader and planned (validated, placed) by the runner; its
+    overrides as the user typed them come with the app's task function (runner.app.RunOneJob)."""
     from runner.compose import from_hydra, shown_overrides
     from runner.plan import plan_composed
 
     job_config = config_loader.load_sweep_config(config, list(overrides))
-    return plan_composed(from_hydra(job_config, shown_overrides(overrides)))
+    return plan_composed(from_hydra(job_config, shown_overrides(overrides, getattr(task_function, "translated", []))))
 
 
 class RunnerSweeper(BasicSweeper):
@@ -81,7 +82,8 @@ class RunnerSweeper(BasicSweeper):
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
         # every job is planned (composed, validated, placed) before anything is created or started
-        planned = {tuple(job): plan_overrides(self.hydra_context.config_loader, self.config, job)
+        task_function = getattr(self.launcher, "task_function", None)
+        planned = {tuple(job): plan_overrides(self.hydra_context.config_loader, self.config, job, task_function)
                    for batch in self.overrides for job in batch}
         jobs = list(planned.values())
         for job in jobs:   # the table compares the jobs by it: a name no job can write is a typo
@@ -117,7 +119,8 @@ class RunnerLauncher(Launcher):
 
     def plan(self, overrides: Sequence[str]) -> Any:
         assert self.config is not None and self.hydra_context is not None
-        return self.planned.get(tuple(overrides)) or plan_overrides(self.hydra_context.config_loader, self.config, overrides)
+        return self.planned.get(tuple(overrides)) or plan_overrides(self.hydra_context.config_loader, self.config, overrides,
+                                                                    self.task_function)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from runner.backends import exit_code, run_jobs
@@ -163,9 +166,9 @@ class ModalLauncher(RunnerLauncher):
     name = "runner_modal"
 
 
-# The settings each submitit executor takes (Hydra's submitit plugin declares them).
-QUEUE_SETTINGS = {"slurm": frozenset(submitit_config.SlurmQueueConf.__dataclass_fields__),
-                  "local": frozenset(submitit_config.LocalQueueConf.__dataclass_fields__)}
+def queue_settings(executor: str) -> frozenset[str]:
+    """The settings a submitit executor (slurm, local) takes, as Hydra's submitit plugin declares them."""
+    return frozenset(getattr(submitit_config, f"{executor.capitalize()}QueueConf").__dataclass_fields__)
 
 
 def submitit_resources(job: Any, executor: str) -> dict[str, Any]:
@@ -176,7 +179,7 @@ def submitit_resources(job: Any, executor: str) -> dict[str, Any]:
     resources = {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": gpus, "cpus_per_task": int(backend["cpus_per_gpu"] * per),
                  "mem_gb": int(backend["mem_gb_per_gpu"] * per), "timeout_min": int((backend.get("timeout_h") or 12) * 60),
                  "name": f"runner-{job.choices.get('model')}-{job.choices.get('adapter')}"}
-    if backend.get("partition") and "partition" in QUEUE_SETTINGS[executor]:   # Slurm's; not submitit's local
+    if backend.get("partition") and "partition" in queue_settings(executor):   # Slurm's; not submitit's local
         resources["partition"] = backend["partition"]
     return resources
 
@@ -191,15 +194,14 @@ class _PerJobResources:
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)   # type: ignore[call-arg]
         self.planned: dict[tuple[str, ...], Any] = {}
-        self.translated: list[Any] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
-        """On the node: the job, with the command line as the user wrote it for its records. Preempted, it
-        saves a checkpoint and is requeued (submitit calls `checkpoint`: this same call again), and the
-        call that starts again continues the run's folder (runner/runfolder.py: earlier_attempt)."""
-        from runner import compose, signals
+        """On the node: the job (its task function, pickled with this launcher, carries the command line as
+        the user wrote it for its records). Preempted, it saves a checkpoint and is requeued (submitit calls
+        `checkpoint`: this same call again), and the call that starts again continues the run's folder
+        (runner/runfolder.py: earlier_attempt)."""
+        from runner import signals
 
-        compose._translated[:] = self.translated
         with signals.requeued_on_preemption():
             return super().__call__(*args, **kwargs)   # type: ignore[misc]
 
@@ -207,19 +209,17 @@ class _PerJobResources:
         import submitit
         from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
-        from runner import compose
-
         assert self.config is not None and self.hydra_context is not None
         sweep_dir = note_sweep(self.config, self.hydra_context)
         if str(self.params["submitit_folder"]).endswith("/.submitit/%j"):   # Hydra's default, resolved earlier
             self.params["submitit_folder"] = str(sweep_dir / ".submitit" / "%j")
-        self.translated = list(compose._translated)   # travels with this launcher to each job
         init_keys = {"submitit_folder", "max_num_timeout", "python"}
         base = set(OmegaConf.structured(BaseQueueConf).keys())
         set_by_user = {k: v for k, v in self.params.items() if v is not None and k not in init_keys}
         groups: dict[tuple, list[tuple[int, list[str]]]] = {}
         for number, overrides in enumerate(job_overrides, start=initial_job_idx):
-            job = self.planned.get(tuple(overrides)) or plan_overrides(self.hydra_context.config_loader, self.config, overrides)
+            job = self.planned.get(tuple(overrides)) or plan_overrides(self.hydra_context.config_loader, self.config,
+                                                                       overrides, self.task_function)
             params = {**submitit_resources(job, self._EXECUTOR), **set_by_user}
             groups.setdefault(tuple(sorted(params.items(), key=lambda kv: kv[0])), []).append((number, list(overrides)))
         submitted = {}

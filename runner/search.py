@@ -125,7 +125,8 @@ class OptunaSearch(OptunaSweeper):
         for point in points:
             overrides = overrides_of(point, fixed, fixed_overrides)
             try:
-                jobs.append(plan_overrides(impl.hydra_context.config_loader, impl.config, overrides))
+                jobs.append(plan_overrides(impl.hydra_context.config_loader, impl.config, overrides,
+                                           impl.launcher.task_function))
             except UserError as e:
                 raise UserError(f"search trial {' '.join(f'{k}={v}' for k, v in point.items())}: {e}") from None
         first = jobs[0]
@@ -159,7 +160,7 @@ class OptunaSearch(OptunaSweeper):
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             trial = optuna.create_study(sampler=impl.sampler, direction=direction).ask(distributions)
             job = plan_overrides(impl.hydra_context.config_loader, impl.config,
-                                 overrides_of(trial.params, fixed, fixed_overrides))
+                                 overrides_of(trial.params, fixed, fixed_overrides), impl.launcher.task_function)
         storage = impl.storage or "none (in memory: a search cannot be resumed)"
         print("\n".join([
             f"# search: Optuna, {impl.n_trials} trials, {impl.n_jobs} at a time, sampler {sampler_text(impl.sampler, impl.config)}",

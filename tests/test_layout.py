@@ -83,3 +83,47 @@ def test_only_the_registry_tells_backends_apart_by_name():
              if p != registry and (lines := backend_name_comparisons(p, names))}
     assert not found, f"backend names compared outside runner/backends/registry.py: {found}"
     assert backend_name_comparisons(registry.parent / "__init__.py", names) == []
+
+
+MUTABLE_CALLS = {"dict", "list", "set", "defaultdict", "OrderedDict", "Counter", "deque", "bytearray"}
+
+
+def module_level_mutables(path):
+    """Names bound at a module's top level (or a class body) to a list, dict or set, literal or built."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, (ast.Module, ast.ClassDef)):
+            continue
+        for statement in node.body:
+            if isinstance(statement, ast.Assign):
+                targets, value = statement.targets, statement.value
+            elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+                targets, value = [statement.target], statement.value
+            else:
+                continue
+            literal = isinstance(value, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp))
+            built = isinstance(value, ast.Call) and getattr(value.func, "id", getattr(value.func, "attr", None)) in MUTABLE_CALLS
+            if literal or built:
+                found += [ast.unparse(target) for target in targets]
+    return found
+
+
+def test_the_launcher_and_composing_keep_no_state_between_calls():
+    """Issue 24, goal 3: what a run or sweep needs travels with Hydra's objects (its config, the task
+    function, the callbacks in its HydraContext), not in module-level containers of launcher.py and
+    compose.py; and nothing swaps sys.argv but the one line runner/app.py documents."""
+    found = {name: module_level_mutables(PACKAGE / name) for name in ("launcher.py", "compose.py")}
+    assert not any(found.values()), found
+    # runner/stages/boot.py starts a stage process: it hands its own sys.argv to the stage's module, as `python -m`
+    writes = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path == PACKAGE / "stages" / "boot.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+            for target in targets:
+                for part in target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]:
+                    if ast.unparse(part).startswith("sys.argv"):
+                        writes.setdefault(str(path.relative_to(ROOT)), set()).add(ast.unparse(part))
+    # Hydra names the program from sys.argv[0] in its shell-completion script: set there, and put back
+    assert writes == {"runner/app.py": {"sys.argv[0]"}}, writes
