@@ -78,7 +78,10 @@ def test_tuned_model_beats_base_by_30_points_of_execution_accuracy(default_run):
     assert tuned["execution_accuracy"] - base["execution_accuracy"] >= 0.30, (base, tuned)
     assert tuned["eval_loss"] < base["eval_loss"]
     assert (run_dir / "eval" / "predictions-tuned.jsonl").is_file()
-    assert re.search(r"exec acc\s+0\.\d+ → 0\.\d+  \(base → tuned\)", result.stdout)
+    # the gain with its 95 % interval, which on the default run is well clear of 0
+    gain = evaluation["gains"]["execution_accuracy"]
+    assert gain["interval_95"][0] > 0.2 and gain["records"] == 200 - base["gold_errors"]
+    assert re.search(r"exec acc\s+0\.\d+ → 0\.\d+  \(base → tuned; \+0\.\d+, 95 % CI \+0\.\d+…\+0\.\d+\)", result.stdout)
 
 
 def test_runs_merge_writes_the_merged_model_later_and_it_answers_like_base_plus_adapter(default_run, tmp_path):

@@ -98,7 +98,12 @@ def test_sqlqa_run_gets_base_and_tuned_figures_predictions_and_summary(plan, tmp
     assert {k: record["base"][k] for k in same} == {k: record["tuned"][k] for k in same}
     labels = [label for label, _ in metrics["summary_lines"]]
     assert labels == ["exec acc", "exact match", "perplexity", "eval split"]
-    assert "(base → tuned)" in dict(metrics["summary_lines"])["exec acc"]
+    assert "(base → tuned; " in dict(metrics["summary_lines"])["exec acc"]   # with the gain's interval
+    gains = metrics["eval"]["gains"]
+    assert set(gains) == {"execution_accuracy", "exact_match", "eval_loss", "perplexity"}
+    assert all(g["records"] >= 1 and g["interval_95"][0] <= g["interval_95"][1] for g in gains.values())
+    scored = [json.loads(line) for line in (folder.path / "eval" / "predictions-tuned.jsonl").read_text().splitlines()]
+    assert all({"exact", "execution"} <= set(r) for r in scored)   # each answer's own result, for the interval
 
     base_file = folder.path / "eval" / "predictions-base.jsonl"
     lines = [json.loads(line) for line in base_file.read_text().splitlines()]
@@ -171,7 +176,9 @@ def test_other_formats_get_loss_and_perplexity_on_axolotls_eval_split(plan, tmp_
     assert "exact_match" not in record["tuned"] and record["tuned"]["perplexity"] > 1
     assert record["tuned"]["eval_loss"] == record["base"]["eval_loss"]   # the tuned weights are a copy of the base
     assert record["tuned"]["loss_n"] == len(examples)
-    assert not (folder.path / "eval").exists()
+    # no answers to write: only each model's per-record losses (the base → tuned interval)
+    assert sorted(p.name for p in (folder.path / "eval").iterdir()) == ["losses-base.json", "losses-tuned.json"]
+    assert set(record["gains"]) == {"eval_loss", "perplexity"}
     assert [label for label, _ in folder.metrics()["summary_lines"]] == ["perplexity", "eval split"]
 
 
@@ -204,6 +211,29 @@ def test_summary_lines_read_base_to_tuned():
         ["perplexity", "1808.00 → 1.30  (base → tuned)"],
         ["eval split", "test, 200 records, transformers greedy"],
     ]
+    record["gains"] = {"execution_accuracy": {"gain": 0.59, "interval_95": [0.52, 0.66], "records": 200},
+                       "exact_match": {"gain": 0.59, "interval_95": [-0.01, 0.66], "records": 200}}
+    assert evaluate.summary_lines(record)[:2] == [
+        ["exec acc", "0.020 → 0.610  (base → tuned; +0.590, 95 % CI +0.520…+0.660)"],
+        ["exact match", "0.000 → 0.590  (base → tuned; +0.590, 95 % CI -0.010…+0.660: within noise)"],
+    ]
+
+
+def test_the_gains_interval_holds_zero_for_noise_and_not_for_a_real_gain():
+    from runner.evals import bootstrap
+
+    # 300 records, base right on 100; tuned wrong on 10 of those and right on 16 others: +0.02, within noise
+    base = [i < 100 for i in range(300)]
+    noise = bootstrap.accuracy_gain(base, [10 <= i < 116 for i in range(300)])
+    assert noise["gain"] == 0.02 and noise["interval_95"][0] <= 0 <= noise["interval_95"][1]
+    real = bootstrap.accuracy_gain(base, [i < 150 for i in range(300)])   # 50 more right: +0.167
+    assert real["gain"] == pytest.approx(0.1667, abs=1e-4) and 0.1 < real["interval_95"][0] < real["gain"] < real["interval_95"][1]
+    # records either side could not score (None) are left out of both
+    assert bootstrap.accuracy_gain([True, None, False], [True, True, None])["records"] == 1
+    # loss: per record (summed loss, answer tokens); every record 1.0 → 0.5 per token: −0.5 on any resample
+    loss = bootstrap.loss_gain([[10.0, 10]] * 50, [[5.0, 10]] * 50)
+    assert loss["eval_loss"] == {"gain": -0.5, "interval_95": [-0.5, -0.5], "records": 50}
+    assert loss["perplexity"]["gain"] == pytest.approx(1.6487 - 2.7183, abs=1e-3)
 
 
 def learning_gain(metrics: dict) -> float:

@@ -106,6 +106,7 @@ def test_endless_query_is_cut_off_at_the_time_limit():
 def test_empty_input_scores_zero():
     assert score_records([]) == {
         "n": 0, "exact_match": 0.0, "execution_accuracy": 0.0, "executable_n": 0, "gold_errors": 0, "invalid_predictions": 0,
+        "per_record": [],
     }
 
 

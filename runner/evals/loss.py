@@ -21,32 +21,40 @@ Example = tuple[list[int], list[int]]
 
 def mean_token_loss(model: Any, examples: list[Example], pad_id: int, batch_size: int | None = None,
                     memory_bytes: int | None = None) -> dict[str, Any]:
-    """{"eval_loss", "perplexity", "eval_tokens"} of `model` on `examples` (batch_size None: as many rows as
-    fit, runner.evals.generate.rows_that_fit, in `memory_bytes` when given)."""
+    """{"eval_loss", "perplexity", "eval_tokens", "per_example"} of `model` on `examples` (batch_size None: as
+    many rows as fit, runner.evals.generate.rows_that_fit, in `memory_bytes` when given). `per_example`:
+    [summed loss, answer tokens] for each example in order (None for one without answer tokens), for the
+    base → tuned interval (runner.evals.bootstrap)."""
     import torch
     import torch.nn.functional as F
 
     from runner.evals.generate import attention_kernels, rows_that_fit
 
-    examples = [e for e in examples if any(label != IGNORE_INDEX for label in e[1][1:])]
-    order = sorted(range(len(examples)), key=lambda i: -len(examples[i][0]))
+    scored = [i for i, e in enumerate(examples) if any(label != IGNORE_INDEX for label in e[1][1:])]
+    order = sorted(scored, key=lambda i: -len(examples[i][0]))
     if not batch_size:
         batch_size = rows_that_fit(model, len(examples[order[0]][0]) if order else 1, max(1, len(order)), logits=True,
                                    memory_bytes=memory_bytes)
     tail_only = _takes_logits_to_keep(model)
-    total, count = 0.0, 0
+    per_example: list[list[float] | None] = [None] * len(examples)
     device = model.device
     for start in range(0, len(order), max(1, batch_size)):
-        batch = [examples[i] for i in order[start : start + batch_size]]
+        indices = order[start : start + batch_size]
         with torch.inference_mode(), attention_kernels():
-            logits, targets = (_tail_logits if tail_only else _all_logits)(model, batch, pad_id, device)
+            logits, targets = (_tail_logits if tail_only else _all_logits)(
+                model, [examples[i] for i in indices], pad_id, device)
             answer = targets != IGNORE_INDEX
-            total += F.cross_entropy(logits[answer].float(), targets[answer], reduction="sum").item()
-            count += int(answer.sum())
+            losses = torch.zeros(targets.shape, dtype=torch.float32, device=targets.device)
+            losses[answer] = F.cross_entropy(logits[answer].float(), targets[answer], reduction="none")
+            for i, row_loss, row_tokens in zip(indices, losses.sum(-1).tolist(), answer.sum(-1).tolist()):
+                per_example[i] = [row_loss, int(row_tokens)]
+    total = sum(e[0] for e in per_example if e)
+    count = sum(e[1] for e in per_example if e)
     if not count:
-        return {"eval_loss": None, "perplexity": None, "eval_tokens": 0}
+        return {"eval_loss": None, "perplexity": None, "eval_tokens": 0, "per_example": per_example}
     loss = total / count
-    return {"eval_loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 700.0)), 4), "eval_tokens": count}
+    return {"eval_loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 700.0)), 4), "eval_tokens": count,
+            "per_example": per_example}
 
 
 def _takes_logits_to_keep(model: Any) -> bool:

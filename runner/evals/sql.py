@@ -81,7 +81,8 @@ def score_record(record: dict, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> di
 def score_records(records: list[dict], time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> dict:
     """Aggregate scores. Records whose gold query does not run are `gold_errors`: they count
     for exact match but not for execution accuracy. `invalid_predictions` counts scorable
-    records whose prediction did not run."""
+    records whose prediction did not run. `per_record`: each record's `exact` and `execution` (None where the
+    gold query does not run), for the base → tuned interval (runner.evals.bootstrap)."""
     details = [score_record(r, time_limit_s) for r in records]
     n = len(details)
     scorable = [d for d in details if not d["gold_error"]]
@@ -93,6 +94,7 @@ def score_records(records: list[dict], time_limit_s: float = DEFAULT_TIME_LIMIT_
         "executable_n": len(scorable),
         "gold_errors": n - len(scorable),
         "invalid_predictions": sum(d["error"] is not None for d in scorable),
+        "per_record": [{"exact": d["exact"], "execution": None if d["gold_error"] else d["execution"]} for d in details],
     }
 
 
@@ -129,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         records = read_records(args.file)
     except UserError as error:
         return report(error)
-    print(json.dumps(score_records(records, args.time_limit), sort_keys=True))
+    scores = score_records(records, args.time_limit)
+    print(json.dumps({k: v for k, v in scores.items() if k != "per_record"}, sort_keys=True))
     return 0
 
 

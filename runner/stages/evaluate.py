@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
-from runner.evals import generate, models
+from runner.evals import bootstrap, generate, models
 from runner.evals.prompts import PromptTemplate, read_jsonl, tokenize_example, training_type
 from runner.evals.settings import EvalSettings
 from runner.records import write_text
@@ -31,6 +31,8 @@ from runner.stages import python_module, unused_packages
 # metric key → summary label and digits, in the order the summary prints them (the run summary already
 # shows the trainer's eval loss; labels fit its 12-character column)
 SUMMARY = {"execution_accuracy": ("exec acc", 3), "exact_match": ("exact match", 3), "perplexity": ("perplexity", 2)}
+# what the base's figures rest on, per record, kept with them in the sweep's eval cache
+PER_RECORD_FILES = ("predictions-base.jsonl", "losses-base.json")
 
 
 def command(run_dir: Path, config: dict[str, Any], standby: bool = False) -> list[str]:
@@ -101,6 +103,8 @@ class Evaluation:
         record = {"split": self.split.name, "n": self.split.size, "engine": self.engine,
                   **{v: self.results[v] for v in ("base", "tuned") if v in self.results},
                   "seconds": round(self.seconds, 1)}
+        if (gains := base_to_tuned(self.run_dir)):
+            record["gains"] = gains
         if self.base_ahead:
             record["base_ahead"] = True   # the base's figures came while the train stage ran
         if self.split.generates:
@@ -180,10 +184,10 @@ def _cached_base(run_dir: Path, cache: Path) -> dict[str, Any] | None:
     if not (cache / "figures.json").is_file():
         return None
     figures = read_json(cache / "figures.json")
-    predictions = run_dir / "eval" / "predictions-base.jsonl"
-    if (cache / predictions.name).is_file():
-        predictions.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(cache / predictions.name, predictions)
+    for name in PER_RECORD_FILES:
+        if (cache / name).is_file():
+            (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+            shutil.copy(cache / name, run_dir / "eval" / name)
     print(f"eval: base figures reused from run {figures.get('cached_from')} ({cache})", flush=True)
     return figures
 
@@ -197,11 +201,11 @@ def _finish(run_dir: Path, variant: str, figures: dict[str, Any], cache: Path | 
     print(f"eval: {variant} " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
     if cache is None:
         return
-    predictions = run_dir / "eval" / "predictions-base.jsonl"
     staging = cache.with_name(cache.name + f".{run_dir.name}")
     staging.mkdir(parents=True, exist_ok=True)
-    if predictions.is_file():
-        shutil.copy(predictions, staging / predictions.name)
+    for name in PER_RECORD_FILES:
+        if (run_dir / "eval" / name).is_file():
+            shutil.copy(run_dir / "eval" / name, staging / name)
     write_json(staging / "figures.json", {**figures, "cached_from": run_dir.name})
     try:
         staging.rename(cache)   # another job may have put it there first: then theirs stays
@@ -299,6 +303,7 @@ def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: 
     examples = split.examples(tokenizer)
     figures: dict[str, Any] = mean_token_loss(model, examples, tokenizer.pad_token_id, settings.batch_size,
                                               memory_bytes)
+    write_text(run_dir / "eval" / f"losses-{variant}.json", json.dumps(figures.pop("per_example")))
     figures["loss_n"] = len(examples)
     # where the stage's time goes, per model (generation and scoring add theirs)
     figures["phase_s"] = {"load": round(loaded - started, 2), "loss": round(time.monotonic() - loaded, 2)}
@@ -359,9 +364,9 @@ def _score(run_dir: Path, variant: str, records: list[dict], predictions: list[s
     from runner.evals.sql import score_records
 
     scored = [{**r, "prediction": p} for r, p in zip(records, predictions)]
-    write_text(Path(run_dir) / "eval" / f"predictions-{variant}.jsonl",
-               "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in scored))
     scores = score_records(scored, settings.sql_time_limit_s)
+    write_text(Path(run_dir) / "eval" / f"predictions-{variant}.jsonl",
+               "".join(json.dumps({**r, **one}, ensure_ascii=False) + "\n" for r, one in zip(scored, scores["per_record"])))
     return {key: scores[key] for key in ("exact_match", "execution_accuracy", "invalid_predictions", "gold_errors")}
 
 
@@ -373,13 +378,34 @@ def summary_lines(record: dict[str, Any]) -> list[list[str]]:
         if not isinstance(tuned.get(key), (int, float)):
             continue
         if isinstance(base.get(key), (int, float)):
-            lines.append([label, f"{base[key]:.{digits}f} → {tuned[key]:.{digits}f}  (base → tuned)"])
+            gain = (record.get("gains") or {}).get(key)
+            interval = f"; {bootstrap.describe(gain, digits)}" if gain else ""
+            lines.append([label, f"{base[key]:.{digits}f} → {tuned[key]:.{digits}f}  (base → tuned{interval})"])
         else:
             lines.append([label, f"{tuned[key]:.{digits}f}  (tuned)"])
     if lines:
         lines.append(["eval split", f"{record['split']}, {record['n']} records"
                       + (f", {record['engine']} greedy" if record.get("engine") else "")])
     return lines
+
+
+def base_to_tuned(run_dir: Path) -> dict[str, dict]:
+    """Each base → tuned figure's gain with its 95 % interval (a paired bootstrap over the held-out
+    records), from the per-record files both models left in eval/; {} where the base was not evaluated."""
+    from runner.records import read_json
+
+    folder, gains = Path(run_dir) / "eval", {}
+    if all((folder / f"losses-{v}.json").is_file() for v in ("base", "tuned")):
+        gains.update(bootstrap.loss_gain(read_json(folder / "losses-base.json"),
+                                         read_json(folder / "losses-tuned.json")) or {})
+    answers = [folder / f"predictions-{v}.jsonl" for v in ("base", "tuned")]
+    if all(path.is_file() for path in answers):
+        base, tuned = ([json.loads(line) for line in path.read_text().splitlines() if line.strip()] for path in answers)
+        if len(base) == len(tuned) and all("execution" in r for r in base + tuned):
+            for key, field in (("execution_accuracy", "execution"), ("exact_match", "exact")):
+                if (gain := bootstrap.accuracy_gain([r[field] for r in base], [r[field] for r in tuned])):
+                    gains[key] = gain
+    return gains
 
 
 def warm_up(config: dict[str, Any]) -> None:
