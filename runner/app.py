@@ -30,12 +30,6 @@ from runner.paths import CONF_DIR, EXPERIMENTS_DIR
 from runner.search import register as register_search
 
 PROGRAM = "runner"
-VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
-               "-cd", "--experimental-rerun"}
-SWITCHES = {"--help", "-h", "--hydra-help", "--version", "--resolve", "--run", "-r", "--multirun", "-m",
-            "--shell-completion", "-sc"}
-INFO = ("--info", "-i")
-INFO_CHOICES = ("all", "aliases", "config", "defaults", "defaults-tree", "plugins", "searchpath")
 # Hydra's own errors about flags that do not go together
 FLAG_ERRORS = ("Only one of --run, --multirun, --cfg, --info and --shell_completion", "The --resolve flag")
 
@@ -49,12 +43,41 @@ class Arguments:
     as_is: bool = False     # shell completion and --version: Hydra gets the arguments untouched
 
 
+@dataclass(frozen=True)
+class HydraFlags:
+    """Hydra's own flags, read from its argument parser: which take a value, which are switches, and --info
+    (one of its choices, or none)."""
+
+    values: frozenset[str]
+    switches: frozenset[str]
+    info: tuple[str, ...]
+    info_choices: tuple[str, ...]
+
+    @classmethod
+    def of(cls, parser: Any) -> HydraFlags:
+        actions = [action for action in parser._actions if action.option_strings]
+        (info,) = [action for action in actions if action.nargs == "?"]
+        return cls(frozenset(s for action in actions if action.nargs is None for s in action.option_strings),
+                   frozenset(s for action in actions if action.nargs == 0 for s in action.option_strings),
+                   tuple(info.option_strings), tuple(info.choices))
+
+
+def hydra_parser() -> Any:
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.prog = PROGRAM   # its usage and errors name the runner, as the console script
+    return parser
+
+
 def parse(argv: list[str]) -> Arguments:
+    """The flags as Hydra's parser declares them, and the overrides apart: the runner rewrites those alone."""
+    flags = HydraFlags.of(hydra_parser())
     args = Arguments()
     items = iter(argv)
     for item in items:
         name, eq, inline = item.partition("=") if item.startswith("--") else (item, "", "")
-        if name in VALUE_FLAGS:
+        if name in flags.values:
             value = inline if eq else next(items, None)
             if value is None:
                 raise UserError(f"option '{name}' needs a value")
@@ -63,20 +86,20 @@ def parse(argv: list[str]) -> Arguments:
                 if not Path(value).is_dir():
                     raise UserError(f"--config-dir: no such folder: {value}")
                 args.config_dirs.append(value)
-        elif name in INFO:
+        elif name in flags.info:
             args.flags.append(item)
             if not eq:
                 following = next(items, None)
-                if following in INFO_CHOICES:
+                if following in flags.info_choices:
                     args.flags.append(following)
                 elif following is not None:
                     args.overrides.append(following)
-        elif item in SWITCHES:
+        elif item in flags.switches:
             args.flags.append(item)
             args.multirun |= item in ("--multirun", "-m")
             args.as_is |= item in ("--shell-completion", "-sc", "--version")
         elif item.startswith("-"):
-            raise unknown("option", item, sorted(VALUE_FLAGS | SWITCHES | set(INFO)))
+            raise unknown("option", item, sorted(flags.values | flags.switches | set(flags.info)))
         else:
             args.overrides.append(item)
             if item.startswith("hydra.searchpath="):
@@ -175,11 +198,10 @@ def run_hydra(command: list[str], task: RunOneJob) -> None:
     Hydra runs, shows, completes or sweeps."""
     from hydra import version
     from hydra._internal.execution_policy import execution_whitelist
-    from hydra._internal.utils import _run_hydra, get_args_parser
+    from hydra._internal.utils import _run_hydra
 
     version.setbase(version._UNSPECIFIED_)   # as @hydra.main without version_base
-    parser = get_args_parser()
-    parser.prog = PROGRAM
+    parser = hydra_parser()
     args = parser.parse_intermixed_args(command)
     program = sys.argv[0]
     if args.shell_completion or args.hydra_help:
