@@ -20,6 +20,7 @@ from typing import Any
 
 from runner.backends.modal_records import gpu_usage
 from runner.errors import UserError
+from runner.evals.bootstrap import bracketed
 from runner.records import override_pairs, read_json
 from runner.charts import CHARTS, eval_figures, stage_times
 from runner.runfolder import RunFolder, now
@@ -83,8 +84,13 @@ def run_rows(folders: list[RunFolder], names: list[str]) -> list[list[str]]:
         metrics, base, tuned = folder.metrics(), eval_figures(folder, "base"), eval_figures(folder, "tuned")
         gpu_hours, cost = gpu_usage(folder.path)
 
-        def pair(key: str) -> str:
-            return f"{_cell(base.get(key))} → {_cell(tuned.get(key))}" if key in tuned else "-"
+        gains = (metrics.get("eval") or {}).get("gains") or {}
+
+        def pair(key: str) -> str:   # base → tuned, then the gain with its 95 % interval
+            if key not in tuned:
+                return "-"
+            gain = f"<br><small>{bracketed(gains[key], 3)}</small>" if key in gains else ""
+            return f"{_cell(base.get(key))} → {_cell(tuned.get(key))}{gain}"
 
         rows.append([html.escape(folder.run_id), html.escape(name), _cell(folder.status().get("state")),
                      _cell((metrics.get("train_loss") or {}).get("last")), _cell((metrics.get("eval_loss") or {}).get("last")),
@@ -115,8 +121,8 @@ def write_report(folders: list[RunFolder], title: str, out: Path) -> Path:
     sections = [f"<h1>runner report: {html.escape(title)}</h1>",
                 f"<p>{len(folders)} run(s), written {now()}.</p>",
                 "<h2>Runs</h2>",
-                _table(["run", "label", "state", "train loss", "eval loss", "exec acc (base → tuned)",
-                        "exact match (base → tuned)", "wall min", "GPU-h", "cost"], run_rows(folders, names))]
+                _table(["run", "label", "state", "train loss", "eval loss", "exec acc (base → tuned, gain [95 % CI])",
+                        "exact match (base → tuned, gain [95 % CI])", "wall min", "GPU-h", "cost"], run_rows(folders, names))]
     if len(folders) > 1:
         settings = [settings_of(f) for f in folders]
         keys = sorted(set().union(*settings))

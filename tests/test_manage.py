@@ -221,3 +221,11 @@ def test_a_checkpoint_cut_off_by_a_kill_is_set_aside_before_resuming(tmp_path):
     assert RunFolder(tmp_path).set_aside_incomplete_checkpoints() == ["checkpoint-12", "checkpoint-8"]
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == [
         "checkpoint-4", "incomplete-checkpoint-12", "incomplete-checkpoint-8"]
+
+
+def test_compare_shows_each_gain_with_its_interval():
+    from runner.runs.compare import RESULTS
+
+    metrics = {"eval": {"gains": {"execution_accuracy": {"gain": 0.3, "interval_95": [0.25, 0.35], "records": 200}}}}
+    assert RESULTS["exec acc gain"](metrics, None) == "+0.300 [+0.250, +0.350]"
+    assert RESULTS["eval loss gain"](metrics, None) is None   # no figure: a "-" cell

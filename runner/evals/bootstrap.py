@@ -77,3 +77,9 @@ def describe(gain: dict, digits: int) -> str:
     low, high = gain["interval_95"]
     text = f"{gain['gain']:+.{digits}f}, 95 % CI {low:+.{digits}f}…{high:+.{digits}f}"
     return text + (": within noise" if low <= 0 <= high else "")
+
+
+def bracketed(gain: dict, digits: int) -> str:
+    """`+0.326 [+0.270, +0.380]`, for tables."""
+    low, high = gain["interval_95"]
+    return f"{gain['gain']:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"

@@ -18,6 +18,8 @@ RESULTS = {
     "exec acc": lambda m, f: _tuned(m, "execution_accuracy"),
     "exact match": lambda m, f: _tuned(m, "exact_match"),
     "base exec acc": lambda m, f: _base(m, "execution_accuracy"),
+    "exec acc gain": lambda m, f: _gain(m, "execution_accuracy"),   # tuned − base, 95 % interval
+    "eval loss gain": lambda m, f: _gain(m, "eval_loss"),
     "train s": lambda m, f: m.get("train_runtime_s"),
     "GPU-hours": lambda m, f: gpu_usage(f.path)[0],
     "cost $": lambda m, f: gpu_usage(f.path)[1],
@@ -34,6 +36,13 @@ def _tuned(metrics: dict[str, Any], key: str) -> Any:
 
 def _base(metrics: dict[str, Any], key: str) -> Any:
     return ((metrics.get("eval") or {}).get("base") or {}).get(key)
+
+
+def _gain(metrics: dict[str, Any], key: str) -> str | None:
+    from runner.evals.bootstrap import bracketed
+
+    gain = ((metrics.get("eval") or {}).get("gains") or {}).get(key)
+    return bracketed(gain, 3) if gain else None
 
 
 def _cell(value: Any) -> str:
