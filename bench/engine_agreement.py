@@ -26,7 +26,7 @@ from runner.errors import UserError, report  # noqa: E402
 from runner.evals import generate, models  # noqa: E402
 from runner.evals.settings import EvalSettings  # noqa: E402
 from runner.runfolder import RunFolder  # noqa: E402
-from runner.stages.evaluate import HeldOut  # noqa: E402
+from runner.evals.heldout import HeldOut  # noqa: E402
 
 
 def agreement(run_dir: Path, engines: list[str], variant: str = "tuned", limit: int | None = None) -> dict:

@@ -3,10 +3,14 @@
 For text-to-SQL data (dataset.format sqlqa) both models answer every held-out question; the answers are
 scored for normalised exact match and execution accuracy (runner.evals.sql, the same code as
 `python -m runner.evals.sql`) and saved to eval/predictions-{base,tuned}.jsonl. For every format the eval
-loss and perplexity of both models on the held-out split are measured. Results go to metrics.json:
+loss and perplexity of both models on the held-out split are measured (each record's loss kept in
+eval/losses-{base,tuned}.json). Results go to metrics.json:
 
-    eval:          {split, n, engine, seconds, base: {...}, tuned: {...}}
-    summary_lines: [[label, "base → tuned"], ...]   (printed by the run summary)
+    eval:          {split, n, engine, seconds, base: {...}, tuned: {...}, gains: {figure: {gain, interval_95}}}
+    summary_lines: [[label, "base → tuned; gain, 95 % CI"], ...]   (printed by the run summary)
+
+The split and the model held between the two evaluations: runner.evals.heldout; the base's figures cached
+for a sweep's other jobs: runner.evals.base_cache; gains and summary lines: runner.evals.summary.
 
 Runs as its own process (`python -m runner.stages.evaluate RUN_DIR`), so torch is imported only here.
 """
@@ -22,17 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
-from runner.evals import bootstrap, generate, models
-from runner.evals.prompts import PromptTemplate, read_jsonl, tokenize_example, training_type
+from runner.evals import base_cache, generate, models
+from runner.evals.heldout import HeldOut, Loaded
+from runner.evals.summary import base_to_tuned, summary_lines
 from runner.evals.settings import EvalSettings
 from runner.records import write_text
 from runner.stages import python_module, unused_packages
 
-# metric key → summary label and digits, in the order the summary prints them (the run summary already
-# shows the trainer's eval loss; labels fit its 12-character column)
-SUMMARY = {"execution_accuracy": ("exec acc", 3), "exact_match": ("exact match", 3), "perplexity": ("perplexity", 2)}
-# what the base's figures rest on, per record, kept with them in the sweep's eval cache
-PER_RECORD_FILES = ("predictions-base.jsonl", "losses-base.json")
 
 
 def command(run_dir: Path, config: dict[str, Any], standby: bool = False) -> list[str]:
@@ -114,15 +114,15 @@ class Evaluation:
 
     def _evaluate(self, variant: str, ref: generate.ModelRef, memory_bytes: int | None = None) -> None:
         print(f"eval: {variant} model {ref.describe()}", flush=True)
-        cache = _base_cache(self.config, ref, self.split, self.settings, self.engine) if variant == "base" else None
-        if cache is not None and (cached := _cached_base(self.run_dir, cache)) is not None:
+        cache = base_cache.base_cache(self.config, ref, self.split, self.settings, self.engine) if variant == "base" else None
+        if cache is not None and (cached := base_cache.cached_base(self.run_dir, cache)) is not None:
             self.results[variant] = cached
-            _finish(self.run_dir, variant, cached, None)
+            base_cache.record_figures(self.run_dir, variant, cached, None)
             return
         self.results[variant], prompt_ids = _evaluate_model(self.run_dir, variant, ref, self.split, self.settings,
                                                             self.engine, self.memory, memory_bytes)
         if prompt_ids is None:
-            _finish(self.run_dir, variant, self.results[variant], cache)
+            base_cache.record_figures(self.run_dir, variant, self.results[variant], cache)
         else:
             self.waiting.append(Waiting(variant, ref, prompt_ids, cache))
 
@@ -166,128 +166,6 @@ class Waiting:
     ref: generate.ModelRef
     prompt_ids: list[list[int]]
     cache: Path | None   # the base's eval cache entry, to fill once its figures are whole
-
-
-def _base_cache(config: dict[str, Any], ref: generate.ModelRef, split: HeldOut, settings: EvalSettings,
-                engine: str | None) -> Path:
-    """The base model scores the same for every job of a sweep: once, then from <runs_root>/_eval_cache."""
-    from runner.cache import base_eval_key, digest, eval_cache_dir
-
-    return eval_cache_dir(config, base_eval_key(config, ref, engine, settings, digest([split.name, split.records])))
-
-
-def _cached_base(run_dir: Path, cache: Path) -> dict[str, Any] | None:
-    import shutil
-
-    from runner.records import read_json
-
-    if not (cache / "figures.json").is_file():
-        return None
-    figures = read_json(cache / "figures.json")
-    for name in PER_RECORD_FILES:
-        if (cache / name).is_file():
-            (run_dir / "eval").mkdir(parents=True, exist_ok=True)
-            shutil.copy(cache / name, run_dir / "eval" / name)
-    print(f"eval: base figures reused from run {figures.get('cached_from')} ({cache})", flush=True)
-    return figures
-
-
-def _finish(run_dir: Path, variant: str, figures: dict[str, Any], cache: Path | None) -> None:
-    """Print a model's figures; the base's also go to the eval cache for the sweep's other jobs."""
-    import shutil
-
-    from runner.records import write_json
-
-    print(f"eval: {variant} " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
-    if cache is None:
-        return
-    staging = cache.with_name(cache.name + f".{run_dir.name}")
-    staging.mkdir(parents=True, exist_ok=True)
-    for name in PER_RECORD_FILES:
-        if (run_dir / "eval" / name).is_file():
-            shutil.copy(run_dir / "eval" / name, staging / name)
-    write_json(staging / "figures.json", {**figures, "cached_from": run_dir.name})
-    try:
-        staging.rename(cache)   # another job may have put it there first: then theirs stays
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-@dataclass
-class HeldOut:
-    """The held-out split: the dataset's test file (tokenized here for each model, with the training
-    template), or else axolotl's own tokenized eval split (other formats, val_set_size hold-outs)."""
-
-    config: dict[str, Any]
-    config_file: Path
-    records: list[dict[str, Any]]
-    template: PromptTemplate | None
-    limit: int | None
-    _axolotl: list | None = None
-
-    @classmethod
-    def of(cls, run_dir: Path, config: dict[str, Any], limit: int | None) -> HeldOut:
-        dataset = config.get("dataset") or {}
-        records = read_jsonl(dataset["test_path"], limit) if dataset.get("test_path") else []
-        template = PromptTemplate.from_config(config) if isinstance(training_type(config), dict) else None
-        if dataset.get("format") == "sqlqa" and template is None:
-            raise UserError("eval: sqlqa data needs a prompt format dict in datasets[0].type")
-        return cls(config, run_dir / "config.yml", records, template, limit)
-
-    @property
-    def generates(self) -> bool:
-        """Text-to-SQL answers are generated and scored; other data gets loss and perplexity only."""
-        return (self.config.get("dataset") or {}).get("format") == "sqlqa" and bool(self.records)
-
-    @property
-    def empty(self) -> bool:
-        return not self.records and not self.config.get("val_set_size") and not self.config.get("test_datasets")
-
-    @property
-    def name(self) -> str:
-        return "test" if self.records else "val"
-
-    @property
-    def size(self) -> int:
-        return len(self.records) if self.records else len(self._axolotl or [])
-
-    def prompt_ids(self, tokenizer: Any) -> list[list[int]]:
-        """The generation prompts of the test records, tokenised as in training (BOS included)."""
-        assert self.template is not None
-        return [list(tokenizer(self.template.prompt(r))["input_ids"]) for r in self.records]
-
-    def examples(self, tokenizer: Any) -> list:
-        if self.template is not None and self.records:
-            sequence_len = int(self.config.get("sequence_len") or 2048)
-            on_inputs = bool(self.config.get("train_on_inputs"))
-            return [tokenize_example(tokenizer, self.template, r, sequence_len, on_inputs) for r in self.records]
-        if self._axolotl is None:
-            from runner.evals.loss import axolotl_eval_examples
-
-            self._axolotl = axolotl_eval_examples(self.config_file, self.limit)
-        return self._axolotl
-
-
-class Loaded:
-    """The model the stage holds in memory, and which weights it is."""
-
-    def __init__(self) -> None:
-        self.ref: generate.ModelRef | None = None
-        self.model: Any = None
-
-    def load(self, ref: generate.ModelRef) -> tuple[Any, Any]:
-        if generate.adapts(ref, self.ref):   # base + adapter over the base in memory: merged in place
-            model, tokenizer = generate.merge_adapter(self.model, str(ref.adapter)), generate.load_tokenizer(ref)
-        else:
-            self.drop()   # free the GPU before the next weights arrive
-            model, tokenizer = generate.load_model(ref)
-        self.ref, self.model = ref, model
-        return model, tokenizer
-
-    def drop(self) -> None:
-        if self.ref is not None:
-            self.ref = self.model = None
-            generate.release()
 
 
 def _evaluate_model(run_dir: Path, variant: str, ref: generate.ModelRef, split: HeldOut, settings: EvalSettings,
@@ -352,7 +230,7 @@ def _generate_with_vllm(run_dir: Path, waiting: list[Waiting], results: dict[str
             finally:
                 if own is not engine:
                     own.close()
-            _finish(run_dir, item.variant, results[item.variant], item.cache)
+            base_cache.record_figures(run_dir, item.variant, results[item.variant], item.cache)
     finally:
         if engine is not None:
             engine.close()
@@ -368,44 +246,6 @@ def _score(run_dir: Path, variant: str, records: list[dict], predictions: list[s
     write_text(Path(run_dir) / "eval" / f"predictions-{variant}.jsonl",
                "".join(json.dumps({**r, **one}, ensure_ascii=False) + "\n" for r, one in zip(scored, scores["per_record"])))
     return {key: scores[key] for key in ("exact_match", "execution_accuracy", "invalid_predictions", "gold_errors")}
-
-
-def summary_lines(record: dict[str, Any]) -> list[list[str]]:
-    """(label, "base → tuned") pairs for the run summary; tuned alone when the base was not evaluated."""
-    base, tuned = record.get("base") or {}, record.get("tuned") or {}
-    lines = []
-    for key, (label, digits) in SUMMARY.items():
-        if not isinstance(tuned.get(key), (int, float)):
-            continue
-        if isinstance(base.get(key), (int, float)):
-            gain = (record.get("gains") or {}).get(key)
-            interval = f"; {bootstrap.describe(gain, digits)}" if gain else ""
-            lines.append([label, f"{base[key]:.{digits}f} → {tuned[key]:.{digits}f}  (base → tuned{interval})"])
-        else:
-            lines.append([label, f"{tuned[key]:.{digits}f}  (tuned)"])
-    if lines:
-        lines.append(["eval split", f"{record['split']}, {record['n']} records"
-                      + (f", {record['engine']} greedy" if record.get("engine") else "")])
-    return lines
-
-
-def base_to_tuned(run_dir: Path) -> dict[str, dict]:
-    """Each base → tuned figure's gain with its 95 % interval (a paired bootstrap over the held-out
-    records), from the per-record files both models left in eval/; {} where the base was not evaluated."""
-    from runner.records import read_json
-
-    folder, gains = Path(run_dir) / "eval", {}
-    if all((folder / f"losses-{v}.json").is_file() for v in ("base", "tuned")):
-        gains.update(bootstrap.loss_gain(read_json(folder / "losses-base.json"),
-                                         read_json(folder / "losses-tuned.json")) or {})
-    answers = [folder / f"predictions-{v}.jsonl" for v in ("base", "tuned")]
-    if all(path.is_file() for path in answers):
-        base, tuned = ([json.loads(line) for line in path.read_text().splitlines() if line.strip()] for path in answers)
-        if len(base) == len(tuned) and all("execution" in r for r in base + tuned):
-            for key, field in (("execution_accuracy", "execution"), ("exact_match", "exact")):
-                if (gain := bootstrap.accuracy_gain([r[field] for r in base], [r[field] for r in tuned])):
-                    gains[key] = gain
-    return gains
 
 
 def warm_up(config: dict[str, Any]) -> None:
