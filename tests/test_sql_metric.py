@@ -26,6 +26,13 @@ def record(prediction, gold="SELECT name FROM t WHERE age > 30", context=PEOPLE)
         ("[SQL] SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = 1"),
         ("SELECT a FROM t [/SQL] trailing", "SELECT a FROM t"),
         ("  SELECT a FROM t  \n", "SELECT a FROM t"),
+        # what instruct models write without the tags
+        ("```sql\nSELECT a\nFROM t\n```\nThis returns every a.", "SELECT a\nFROM t"),
+        ("```\nSELECT a FROM t", "SELECT a FROM t"),
+        ("Here is the query: SELECT a FROM t WHERE b = 'x'\n\nIt selects the a of rows whose b is x.",
+         "SELECT a FROM t WHERE b = 'x'"),
+        ("To answer this, use WITH x AS (SELECT a FROM t) SELECT * FROM x", "WITH x AS (SELECT a FROM t) SELECT * FROM x"),
+        ("I cannot answer that with a query.", "I cannot answer that with a query."),
     ],
 )
 def test_extract_sql(text, query):

@@ -9,6 +9,11 @@ import re
 _TAGGED = re.compile(r"\[SQL\](.*?)(?:\[/SQL\]|$)", re.S | re.I)
 NUMERIC = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 _CLOSE_ONLY = re.compile(r"^(.*?)\[/SQL\]", re.S | re.I)
+_FENCED = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
+# where a query starts in prose: SELECT, or a WITH clause (WITH name AS ( ...), not the English word
+_QUERY_START = re.compile(r"\bSELECT\b|\bWITH\s+(?:RECURSIVE\s+)?\w+\s*(?:\([^)]*\))?\s*AS\s*\(", re.I)
+_STARTS_AS_SQL = re.compile(r"\s*(?:SELECT|WITH|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|VALUES)\b", re.I)
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _TOKEN = re.compile(
     r"""(?P<str>'(?:[^']|'')*'|"(?:[^"]|"")*")
       | (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
@@ -20,12 +25,21 @@ _TOKEN = re.compile(
 
 
 def extract_sql(text: str) -> str:
-    """The query between [SQL] and [/SQL]; tolerates a missing tag or surrounding text."""
+    """The query between [SQL] and [/SQL]; tolerates a missing tag or surrounding text. Without tags, what
+    instruct models write instead: a fenced code block (```sql ... ```), or a query after a sentence of
+    prose ("Here is the query: SELECT ...") and before an explanation set off by a blank line."""
     tagged = _TAGGED.search(text)
     if tagged:
         return tagged.group(1).strip()
     close_only = _CLOSE_ONLY.search(text)
-    return (close_only.group(1) if close_only else text).strip()
+    if close_only:
+        return close_only.group(1).strip()
+    fenced = _FENCED.search(text)
+    if fenced:
+        return fenced.group(1).strip()
+    start = None if _STARTS_AS_SQL.match(text) else _QUERY_START.search(text)
+    body = text[start.start():] if start else text
+    return _PARAGRAPH_BREAK.split(body.strip(), maxsplit=1)[0].strip()
 
 
 def sql_tokens(sql: str) -> list[tuple[str, str]]:
