@@ -7,7 +7,8 @@ the only module that tells backends apart by name (tests/test_layout.py holds th
             the stages run as `local` does
 
 `backend=auto` is not a backend: runner/backends/placement.py picks one of these per job. Adding a backend
-is a class here naming its own module (run_jobs) and conf/backend/<name>.yaml selecting its launcher.
+is a class here naming its own module (run_jobs), that module, conf/backend/<name>.yaml selecting its
+launcher, and its name among runner/schema/backend.py's choices (tests/test_layout.py checks they agree).
 Nothing heavy is imported here: the dry run and the stages' containers read these properties.
 """
 
