@@ -82,7 +82,7 @@ def plan_composed(composed: ComposedJob) -> Job:
     validate.check_axolotl_keys(split_config(config)[1])
     validate.check_combination(config, choices)
     validate.check_build_target(config)
-    validate.check_base_model(config, placement.backend)
+    validate.check_base_model(config, placement.backend, choices.get("model"))
     validate.check_platform_limits(config, placement.backend)
     validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)

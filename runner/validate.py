@@ -191,7 +191,7 @@ def check_build_target(config: dict[str, Any]) -> None:
 LOCAL_PATH_PREFIXES = ("/", "~", "./", "../")
 
 
-def check_base_model(config: dict[str, Any], backend: str) -> None:
+def check_base_model(config: dict[str, Any], backend: str, model: str | None = None) -> None:
     """A base_model written as a local path (here or on a Slurm node: the same file system) must be a model
     folder; a hub id (org/name) is fetched by the prepare stage. Built models (model=tiny) are made later."""
     base = str(config.get("base_model") or "")
@@ -204,6 +204,22 @@ def check_base_model(config: dict[str, Any], backend: str) -> None:
     if not (folder / "config.json").is_file():
         raise UserError(f"base_model={base} has no config.json: not a Hugging Face model folder "
                         "(a GGUF file? python -m runner.models.gguf FILE OUT_DIR converts one)")
+    check_model_spec(config, base, model)
+
+
+def check_model_spec(config: dict[str, Any], base: str, model: str | None = None) -> None:
+    """The model group's architecture figures (memory model, estimates) must be the local model's own: a
+    group written for another model (model=llama2 with a 135M folder) would plan its memory and cost."""
+    from runner.models import spec
+
+    own = spec.read_config(base)
+    if own is None:
+        return
+    wrong = spec.contradictions(config["model_spec"], spec.derive(own))
+    if wrong:
+        raise UserError(f"base_model={base} is not the model that model={model or '…'} describes: "
+                        f"{', '.join(wrong[:3])}{' …' if len(wrong) > 3 else ''}; choose the model group "
+                        "for it, or give its figures as model_spec.NAME=VALUE")
 
 
 def check_platform_limits(config: dict[str, Any], backend: str) -> None:

@@ -98,6 +98,22 @@ def test_settings_that_cannot_work_are_refused_by_the_dry_run(tmp_path, override
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
+def test_a_model_group_for_another_model_is_refused_by_the_dry_run(tmp_path):
+    """The issue's new user: a local 135M Llama-architecture folder with model=llama2 got a memory error
+    about 32 GiB; the group's figures are read against the folder's config.json first."""
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+        "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152, "tie_word_embeddings": True}))
+    result = run_cli("model=llama2", "base_model=./small", "dry_run=true", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert result.returncode == 2 and one_error_line(result), result.stderr
+    assert ("small is not the model that model=llama2 describes: hidden_size 4096 (config.json: 576), "
+            "num_layers 32 (config.json: 30)") in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small"]
+    fits = run_cli("model=smollm2", "base_model=./small", "dry_run=true", f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert fits.returncode == 0, fits.stderr   # its own group: the same figures
+
+
 # -- a run whose process is gone ---------------------------------------------------------------------------
 
 def _running_run(root, pid, start=None, host=None):
