@@ -12,6 +12,7 @@ from runner.backends.placement import Placement, place
 from runner.compose import DRY_RUN_ID, ComposedJob, JobOverrides, compose_job, expand_overrides
 from runner.compute import ComputeSpec, compute_spec
 from runner.datacheck import DataFile, check_data_file
+from runner.models import spec as model_spec
 from runner.settings import split_config
 from runner.stages.boot import STARTUP_PLUGIN as STARTUP
 
@@ -66,6 +67,7 @@ def plan_composed(composed: ComposedJob) -> Job:
     """Resolve, validate and place one composed job: every check that can fail runs here."""
     config = composed.resolve(DRY_RUN_ID)
     choices = composed.choices
+    model_spec.complete(config)   # model=auto: the figures from base_model's config.json
     validate.check_settings(config)
     placement = place(config)
     config["backend"]["name"] = placement.backend   # what the run folder and the stages see

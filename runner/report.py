@@ -9,6 +9,7 @@ import yaml
 
 from runner import curve
 from runner.backends.registry import backend_named
+from runner.models import spec as model_spec
 from runner.plan import Job
 
 
@@ -22,6 +23,8 @@ def dry_run_text(job: Job, index: int, total: int) -> str:
     if job.placement.auto:
         header.append(f"# backend: auto chose {job.placement.backend}: {job.placement.reason}")
     header += backend_named(job.placement.backend).dry_run_lines(job)
+    if job.config["model_spec"].get("source"):
+        header.append(f"# model: from {job.config['model_spec']['source']}: {model_spec.describe(job.config['model_spec'])}")
     header += [
         f"# data: train {job.data['train'].records} records"
         + (f", test {job.data['test'].records}" if "test" in job.data else ""),

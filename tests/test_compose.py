@@ -18,12 +18,15 @@ NEEDS = {
     ("dataset", "alpaca"): ["dataset.path=tests/data/alpaca.jsonl"],
     ("dataset", "chat_template"): ["dataset.path=tests/data/chat.jsonl"],
     ("dataset", "completion"): ["dataset.path=tests/data/completion.jsonl"],
+    # config.json only (SmolLM2-135M's): model=auto reads the architecture off it
+    ("model", "auto"): ["base_model=tests/data/small-llama", "gpu=a100"],
 }
 DEEPSPEED_GPU = {"none": "cpu", "zero3_offload": "a100", "zero1": "a100x2", "zero2": "a100x2", "zero3": "a100x2"}
 
 
 def test_groups_have_the_designed_options():
-    assert OPTIONS["model"] == sorted(["tiny", "codellama", "llama2", "llama3", "mistral", "mixtral", "pythia", "qwen2.5", "smollm2"])
+    assert OPTIONS["model"] == sorted(["auto", "tiny", "codellama", "llama2", "llama3", "mistral", "mixtral", "pythia",
+                                       "qwen2.5", "smollm2"])
     assert OPTIONS["adapter"] == ["lora", "none", "qlora"]
     assert OPTIONS["deepspeed"] == ["none", "zero1", "zero2", "zero3", "zero3_offload"]
     assert set(OPTIONS["gpu"]) == {"cpu", "t4", "l4", "a10g", "l40s", "a100-40gb", "a100", "a100x2", "a100x4",
@@ -40,7 +43,7 @@ def test_every_group_option_composes_and_validates(plan, group, option):
     extra = NEEDS.get((group, option), [])
     if group == "deepspeed":
         extra = [f"gpu={DEEPSPEED_GPU[option]}"]
-    if group == "model" and option not in ("tiny",):
+    if group == "model" and option not in ("tiny", "auto"):
         extra = ["gpu=h200x8", "deepspeed=zero3"] if option == "mixtral" else ["gpu=a100"]
     job = plan(f"{group}={option}", *extra)
     assert job.choices[group] == option
@@ -128,3 +131,16 @@ def test_experiments_hold_only_deltas():
         text = path.read_text()
         assert text.startswith("# @package _global_"), path
         assert "base_model:" not in text, f"{path.name}: pick the model with `override /model`"
+
+
+def test_model_auto_reads_the_architecture_off_config_json(plan):
+    job = plan("model=auto", "base_model=tests/data/small-llama", "gpu=a100")
+    spec = job.config["model_spec"]
+    assert (spec["hidden_size"], spec["num_layers"], spec["num_heads"], spec["num_kv_heads"]) == (576, 30, 9, 3)
+    assert spec["params_b"] == pytest.approx(0.1345, abs=1e-4) and spec["num_experts"] == 1   # SmolLM2-135M
+    assert spec["source"].endswith("tests/data/small-llama config.json")
+    assert job.axolotl_config["lora_target_linear"] is True and not job.axolotl_config.get("lora_target_modules")
+    with pytest.raises(UserError, match="model=auto needs base_model"):
+        plan("model=auto")
+    with pytest.raises(UserError, match="base_model=no-such-org/no-model: no config.json to read"):
+        plan("model=auto", "base_model=no-such-org/no-model", "gpu=a100")

@@ -83,7 +83,7 @@ def test_help_is_generated_from_the_groups_and_the_schema(workdir, team_repo):
     result = runner("--help", cwd=workdir)
     assert result.returncode == 0 and result.stdout.startswith("runner: config-as-code fine-tuning")
     assert "recipe: cpu, fp16, packed_bf16, seed" in result.stdout
-    assert "model: codellama, llama2, llama3, mistral, mixtral, pythia, qwen2.5, smollm2, tiny" in result.stdout
+    assert "model: auto, codellama, llama2, llama3, mistral, mixtral, pythia, qwen2.5, smollm2, tiny" in result.stdout
     assert "  eval        the eval stage's settings" in result.stdout and "--shell-completion" in result.stdout
     repo, _ = team_repo   # a team's own options join the list
     assert "tinier" in runner("--help", "--config-dir", str(repo / "conf"), cwd=workdir).stdout

@@ -11,8 +11,11 @@ Other layouts give None for the counts (the group's figures are then used as giv
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+from runner.errors import UserError
 
 # figures that must equal the model's own, and the config.json keys they are read from (first found)
 WIDTHS = {
@@ -117,3 +120,60 @@ def contradictions(given: dict[str, Any], derived: dict[str, Any]) -> list[str]:
         if given.get(name) and derived.get(name) and abs(float(given[name]) / derived[name] - 1) > PARAMS_TOLERANCE:
             found.append(f"{name} {given[name]} (config.json: {derived[name]})")
     return found
+
+
+REQUIRED = (*WIDTHS, "params_b", "active_params_b")
+
+
+def complete(config: dict[str, Any]) -> None:
+    """Fill the figures config["model_spec"] leaves out (model=auto: all of them) from base_model's own
+    config.json (a local folder, the Hugging Face cache, or the hub when online: a few KB, never the
+    weights), and say where they came from in `model_spec.source`. A group that states every figure is
+    left as it is (its dry run needs no download)."""
+    given = config["model_spec"]
+    missing = [name for name in REQUIRED if given.get(name) is None]
+    if not missing:
+        given["num_experts"] = given.get("num_experts") or 1
+        return
+    base = str(config.get("base_model") or "")
+    if given.get("build"):
+        raise UserError(f"model_spec.{missing[0]} is not set: a model built by the runner (model_spec.build="
+                        f"{given['build']}) needs every figure in its group")
+    if not base:
+        raise UserError("model=auto needs base_model: a hub id (org/name) or a local model folder")
+    revision = config.get("revision_of_model")
+    own = read_config(base, revision) or _download_config(base, revision)
+    if own is None:
+        raise UserError(f"base_model={base}: no config.json to read its architecture from (not a local model "
+                        "folder, not in the Hugging Face cache, and the hub cannot be reached); download it once, "
+                        "or give the figures as model_spec.NAME=VALUE")
+    derived = derive(own)
+    unknown = [name for name in missing if derived.get(name) is None]
+    if unknown:
+        raise UserError(f"base_model={base} ({own.get('model_type')}): {', '.join(unknown)} cannot be read off its "
+                        "config.json; give them as model_spec.NAME=VALUE")
+    for name in (*missing, "num_experts"):
+        if given.get(name) is None:
+            given[name] = derived[name]
+    given["source"] = f"{base} config.json"
+
+
+def _download_config(base: str, revision: str | None) -> dict[str, Any] | None:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0") or base.startswith((".", "/", "~")):
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(base, "config.json", revision=revision, etag_timeout=5)
+    except Exception:  # noqa: BLE001 - unreachable or unknown: the caller says what is missing
+        return None
+    config = json.loads(Path(path).read_text())
+    return config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+
+
+def describe(spec: dict[str, Any]) -> str:
+    """The figures in a line, for the dry run."""
+    experts = f", {spec['num_experts']} experts ({spec['active_params_b']:g} B active)" if (spec.get("num_experts") or 1) > 1 else ""
+    return (f"{spec['params_b']:g} B parameters, hidden {spec['hidden_size']}, {spec['num_layers']} layers, "
+            f"{spec['num_heads']} heads ({spec['num_kv_heads']} K/V), MLP {spec['intermediate_size']}, "
+            f"vocab {spec['vocab_size']}{experts}")
