@@ -262,12 +262,13 @@ def warm_up(config: dict[str, Any]) -> None:
         pass
 
 
-def main(run_dir: str, *flags: str) -> int:
+def main(run_dir: str, *flags: str, hide_unused: bool = False) -> int:
     from runner.runfolder import RunFolder
 
     folder = RunFolder(Path(run_dir))
     config = folder.composed()
-    unused_packages.hide_unused(config)   # before torch and transformers are imported
+    if hide_unused:   # the stage's own process only: the patch is process-wide
+        unused_packages.hide_unused(config)   # before torch and transformers are imported
     try:
         evaluation = Evaluation(folder.path, config)
         if "--standby" in flags:
@@ -289,4 +290,4 @@ def main(run_dir: str, *flags: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    sys.exit(main(*sys.argv[1:], hide_unused=True))
