@@ -118,7 +118,16 @@ def translate(overrides: list[str], multirun: bool, dirs: Iterable[Path] | None 
             result.append(Translated(f"++{text}", text))
         else:
             result.append(Translated(text, text))
-    return result
+    return [*result, *_model_group_for(result, parser)]
+
+
+def _model_group_for(translated: list[Translated], parser: Any) -> list[Translated]:
+    """A base_model given without a model group (or an experiment, which picks one) is any model: model=auto
+    reads its architecture off its config.json, where the default group would describe the tiny model."""
+    keys = {parser.parse_override(t.hydra).key_or_group.lstrip("+~") for t in translated}
+    if "base_model" in keys and not keys & {"model", "experiment"}:
+        return [Translated("model=auto", "model=auto")]
+    return []
 
 
 def shown(hydra_override: str, translated: list[Translated]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from runner import memory
 from runner.backends.registry import backend_named
 from runner.errors import UserError, did_you_mean, unknown
+from runner.models import spec
 from runner.schema.axolotl_ranges import AXOLOTL_RANGES
 from runner.schema.config import CHOICES, RANGES
 from runner.schema.ranges import check_ranges, lookup
@@ -188,30 +189,21 @@ def check_build_target(config: dict[str, Any]) -> None:
                         "keep base_model at its default, or choose that model's group (e.g. model=llama2)")
 
 
-LOCAL_PATH_PREFIXES = ("/", "~", "./", "../")
 
 
 def check_base_model(config: dict[str, Any], backend: str, model: str | None = None) -> None:
     """A base_model written as a local path (here or on a Slurm node: the same file system) must be a model
     folder; a hub id (org/name) is fetched by the prepare stage. Built models (model=tiny) are made later."""
     base = str(config.get("base_model") or "")
-    if config["model_spec"].get("build") or backend_named(backend).remote or not base.startswith(LOCAL_PATH_PREFIXES):
+    if config["model_spec"].get("build") or backend_named(backend).remote or not base.startswith(spec.LOCAL_PATH_PREFIXES):
         return
-    folder = Path(base).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"base_model={base}: no such folder (a local model folder, or a hub id such as "
-                        "meta-llama/Llama-2-7b-hf)")
-    if not (folder / "config.json").is_file():
-        raise UserError(f"base_model={base} has no config.json: not a Hugging Face model folder "
-                        "(a GGUF file? python -m runner.models.gguf FILE OUT_DIR converts one)")
+    spec.check_local_folder(base)
     check_model_spec(config, base, model)
 
 
 def check_model_spec(config: dict[str, Any], base: str, model: str | None = None) -> None:
     """The model group's architecture figures (memory model, estimates) must be the local model's own: a
     group written for another model (model=llama2 with a 135M folder) would plan its memory and cost."""
-    from runner.models import spec
-
     own = spec.read_config(base)
     if own is None:
         return

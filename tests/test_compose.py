@@ -142,5 +142,9 @@ def test_model_auto_reads_the_architecture_off_config_json(plan):
     assert job.axolotl_config["lora_target_linear"] is True and not job.axolotl_config.get("lora_target_modules")
     with pytest.raises(UserError, match="model=auto needs base_model"):
         plan("model=auto")
+    # a base_model without a model group (or an experiment, which picks one) is model=auto
+    assert plan("base_model=tests/data/small-llama", "gpu=a100").choices["model"] == "auto"
+    assert plan("base_model=tests/data/small-llama", "model=smollm2", "gpu=a100").choices["model"] == "smollm2"
+    assert plan().choices["model"] == "tiny"   # the embedded default
     with pytest.raises(UserError, match="base_model=no-such-org/no-model: no config.json to read"):
         plan("model=auto", "base_model=no-such-org/no-model", "gpu=a100")

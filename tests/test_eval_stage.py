@@ -32,7 +32,7 @@ def build_tiny(target: Path) -> Path:
 def make_run(plan, root: Path, base_model: Path, *overrides: str, eval_settings: dict | None = None,
              tuned: str = "merged", run_id: str = "run-1") -> RunFolder:
     """A run folder as the pipeline creates it; tuned: "merged" (a copy of the base), "adapter" or "none"."""
-    job = plan(f"runs_root={root}", f"base_model={base_model}", *overrides).for_run(run_id)
+    job = plan("model=tiny", f"runs_root={root}", f"base_model={base_model}", *overrides).for_run(run_id)
     job.config["eval"] = dict(eval_settings or {})
     folder = RunFolder.create(job)
     if tuned == "merged":

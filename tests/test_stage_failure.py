@@ -8,7 +8,8 @@ pytestmark = pytest.mark.slow   # minutes: a real pipeline or every combination;
 
 
 def test_failing_stage_is_marked_and_reported_and_the_sweep_continues(cli, tmp_path):
-    result = cli("--multirun", "base_model=/nonexistent/model-a,/nonexistent/model-b", "stages.prepare=false",
+    # model=tiny: planned as the tiny model (no config.json read), so the missing folders fail in the train stage
+    result = cli("--multirun", "model=tiny", "base_model=/nonexistent/model-a,/nonexistent/model-b", "stages.prepare=false",
                  f"runs_root={tmp_path}", timeout=600)
     assert result.returncode == 1
     # one process trains, so it also tokenises (the preprocess stage is folded into it): train fails

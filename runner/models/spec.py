@@ -123,6 +123,18 @@ def contradictions(given: dict[str, Any], derived: dict[str, Any]) -> list[str]:
 
 
 REQUIRED = (*WIDTHS, "params_b", "active_params_b")
+LOCAL_PATH_PREFIXES = ("/", "~", "./", "../")   # a base_model written so is a folder here, not a hub id
+
+
+def check_local_folder(base: str) -> None:
+    """A base_model written as a local path is a Hugging Face model folder."""
+    folder = Path(base).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"base_model={base}: no such folder (a local model folder, or a hub id such as "
+                        "meta-llama/Llama-2-7b-hf)")
+    if not (folder / "config.json").is_file():
+        raise UserError(f"base_model={base} has no config.json: not a Hugging Face model folder "
+                        "(a GGUF file? python -m runner.models.gguf FILE OUT_DIR converts one)")
 
 
 def complete(config: dict[str, Any]) -> None:
@@ -141,6 +153,8 @@ def complete(config: dict[str, Any]) -> None:
                         f"{given['build']}) needs every figure in its group")
     if not base:
         raise UserError("model=auto needs base_model: a hub id (org/name) or a local model folder")
+    if base.startswith(LOCAL_PATH_PREFIXES):
+        check_local_folder(base)
     revision = config.get("revision_of_model")
     own = read_config(base, revision) or _download_config(base, revision)
     if own is None:
@@ -159,7 +173,7 @@ def complete(config: dict[str, Any]) -> None:
 
 
 def _download_config(base: str, revision: str | None) -> dict[str, Any] | None:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0") or base.startswith((".", "/", "~")):
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0") or base.startswith(LOCAL_PATH_PREFIXES):
         return None
     try:
         from huggingface_hub import hf_hub_download
