@@ -29,9 +29,9 @@ WIDTHS = {
 PARAMS_TOLERANCE = 0.03   # the group's rounded billions against the count from config.json
 
 
-def read_config(base_model: str, revision: str | None = None) -> dict[str, Any] | None:
-    """The model's config.json from a local folder or the Hugging Face cache (never the network); its text
-    config for a multimodal one. None when it is not here."""
+def read_config(base_model: str, revision: str | None = None, text: bool = True) -> dict[str, Any] | None:
+    """The model's config.json from a local folder or the Hugging Face cache (never the network); with
+    `text`, its text config for a multimodal one. None when it is not here."""
     path = Path(base_model).expanduser() / "config.json"
     if not path.is_file():
         try:
@@ -49,20 +49,25 @@ def read_config(base_model: str, revision: str | None = None) -> dict[str, Any] 
         return None
     if not isinstance(config, dict):
         return None
-    return config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    return config.get("text_config") if text and isinstance(config.get("text_config"), dict) else config
 
 
 def _first(config: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return next((config[k] for k in keys if config.get(k) is not None), None)
 
 
-def derive(config: dict[str, Any]) -> dict[str, Any]:
-    """model_spec figures from a config.json's contents (None where it does not say)."""
+def _widths(config: dict[str, Any]) -> dict[str, Any]:
     spec = {name: _first(config, keys) for name, keys in WIDTHS.items()}
     if spec["num_kv_heads"] is None:
         spec["num_kv_heads"] = spec["num_heads"]
     if spec["intermediate_size"] is None and spec["hidden_size"]:
         spec["intermediate_size"] = 4 * int(spec["hidden_size"])
+    return spec
+
+
+def derive(config: dict[str, Any]) -> dict[str, Any]:
+    """model_spec figures from a config.json's contents (None where it does not say)."""
+    spec = _widths(config)
     spec["num_experts"] = int(config.get("num_local_experts") or config.get("num_experts") or 1)
     total, active = parameter_count(config)
     spec["params_b"] = round(total / 1e9, 4) if total else None
@@ -73,11 +78,7 @@ def derive(config: dict[str, Any]) -> dict[str, Any]:
 def parameter_count(config: dict[str, Any]) -> tuple[int | None, int | None]:
     """(all parameters, those one token uses) of the model a config.json describes; (None, None) for a
     layout not counted here."""
-    spec = {name: _first(config, keys) for name, keys in WIDTHS.items()}
-    if spec["num_kv_heads"] is None:
-        spec["num_kv_heads"] = spec["num_heads"]
-    if spec["intermediate_size"] is None and spec["hidden_size"]:
-        spec["intermediate_size"] = 4 * int(spec["hidden_size"])
+    spec = _widths(config)
     experts = int(config.get("num_local_experts") or config.get("num_experts") or 1)
     if any(spec[k] is None for k in WIDTHS):
         return None, None

@@ -16,9 +16,7 @@ RUNNER_IMPORT_ALL=1 turns this off.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-from pathlib import Path
 from typing import Any, Callable
 
 ENV_OFF = "RUNNER_IMPORT_ALL"
@@ -64,22 +62,11 @@ NEEDED: dict[str, Callable[[dict[str, Any]], bool]] = {
 def _quant_method(config: dict[str, Any]) -> str | None:
     """The base model's own `quantization_config.quant_method` (a pre-quantized checkpoint), from its
     config.json in a local folder or the hub cache; None when there is none or it cannot be read here."""
-    base = str(config.get("base_model") or "")
-    path = Path(base) / "config.json"
-    if not path.is_file():
-        try:
-            from huggingface_hub import try_to_load_from_cache
+    from runner.models.spec import read_config
 
-            cached = try_to_load_from_cache(base, "config.json", revision=config.get("revision_of_model"))
-        except Exception:  # noqa: BLE001 - not a hub id, no cache: nothing to learn here
-            return None
-        if not isinstance(cached, str):
-            return None
-        path = Path(cached)
-    try:
-        return ((json.loads(path.read_text()) or {}).get("quantization_config") or {}).get("quant_method")
-    except (OSError, ValueError, AttributeError):
-        return None
+    own = read_config(str(config.get("base_model") or ""), config.get("revision_of_model"), text=False) or {}
+    quantization = own.get("quantization_config")
+    return quantization.get("quant_method") if isinstance(quantization, dict) else None
 
 
 def unused(config: dict[str, Any]) -> list[str]:
