@@ -31,6 +31,7 @@ class ComposedJob:
     choices: dict[str, str | None]
     tree: Any = field(repr=False)  # omegaconf.DictConfig, without Hydra's own node
     config_sources: list[str] = field(default_factory=list)   # the config folders it was composed from
+    gpu_choice: Any = field(default=None, repr=False)   # gpu=auto: the ranked options (runner/gpu_choice.py)
 
     def resolve(self, run_id: str = DRY_RUN_ID, **values: Any) -> dict[str, Any]:
         """The config as plain data, interpolations filled in for this run id (and `values`, e.g. the
@@ -184,12 +185,21 @@ def setup() -> None:
     if not OmegaConf.has_resolver("data_file"):
         OmegaConf.register_resolver("data_file", data_file)
         OmegaConf.register_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))
+    if not OmegaConf.has_resolver("gpu_price"):   # a gpu option's price: conf/gpu_prices.yaml
+        from runner.gpu_tables import usd_per_gpu_hour
+
+        OmegaConf.register_resolver("gpu_price", usd_per_gpu_hour)
 
 
 def _initialized():
+    import contextlib
+
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     setup()
+    if GlobalHydra.instance().is_initialized():   # inside the Hydra app (gpu=auto composes its choice there)
+        return contextlib.nullcontext()
     return initialize_config_dir(config_dir=str(CONF_DIR), job_name="runner")
 
 

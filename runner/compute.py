@@ -64,6 +64,11 @@ def _hours(h: float) -> str:
     return f"~{h * 60:.0f} min" if h < 1 else f"~{h:.1f} h"
 
 
+def train_tokens(config: dict[str, Any], train_records: int, avg_record_chars: float) -> float:
+    """Tokens the train stage goes through: the data's, guessed from its characters, times the epochs."""
+    return train_records * avg_record_chars / TOKENS_PER_RECORD_GUESS * float(config.get("num_epochs") or 1)
+
+
 def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: float, auto: bool = False,
                  placement: str | None = None, worst: Any = None, *, platform: Any) -> ComputeSpec:
     """`auto`, `placement`: backend=auto chose config's backend.name, for this reason. `worst`: a Modal
@@ -78,7 +83,7 @@ def compute_spec(config: dict[str, Any], train_records: int, avg_record_chars: f
     elif platform.needs_gpu:
         raise UserError("backend=modal needs a GPU: choose a gpu option (e.g. gpu=a100), not gpu=cpu")
     spec = config["model_spec"]
-    tokens = train_records * avg_record_chars / TOKENS_PER_RECORD_GUESS * float(config.get("num_epochs") or 1)
+    tokens = train_tokens(config, train_records, avg_record_chars)
     params = spec["active_params_b"] * 1e9
     flops_per_token = (4 if config.get("adapter") else 6) * params
     throughput = count * gpu["peak_tflops"] * 1e12 * ASSUMED_MFU

@@ -3,7 +3,7 @@ run folder exists or anything is dispatched."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runner import memory, schedule, validate
@@ -65,6 +65,10 @@ def plan_job(overrides: JobOverrides) -> Job:
 
 def plan_composed(composed: ComposedJob) -> Job:
     """Resolve, validate and place one composed job: every check that can fail runs here."""
+    if composed.choices.get("gpu") == "auto":   # the cheapest option that fits (runner/gpu_choice.py)
+        from runner.gpu_choice import choose
+
+        composed = choose(composed)[1]
     config = composed.resolve(DRY_RUN_ID)
     choices = composed.choices
     model_spec.complete(config)   # model=auto: the figures from base_model's config.json
@@ -92,6 +96,9 @@ def plan_composed(composed: ComposedJob) -> Job:
     worst = platform.job_bound(config)
     compute = compute_spec(config, data["train"].records, avg_chars, placement.auto, placement.reason, worst,
                            platform=platform)
+    if composed.gpu_choice is not None:   # the speed model's figures, as the choice ranked them
+        chosen = next(c for c in composed.gpu_choice.candidates if c.option == composed.gpu_choice.chosen)
+        compute = replace(compute, est_hours=chosen.hours, est_cost_usd=chosen.cost_usd)
     return Job(composed, config, compute, data, placement)
 
 

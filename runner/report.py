@@ -20,6 +20,8 @@ def dry_run_text(job: Job, index: int, total: int) -> str:
         f"# overrides: {' '.join(job.overrides) or '(none)'}",
         f"# compute: {job.compute.describe()}",
     ]
+    if job.composed.gpu_choice is not None:
+        header += [f"# {line}" for line in job.composed.gpu_choice.lines()]
     if job.placement.auto:
         header.append(f"# backend: auto chose {job.placement.backend}: {job.placement.reason}")
     header += backend_named(job.placement.backend).dry_run_lines(job)

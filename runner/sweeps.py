@@ -131,13 +131,23 @@ def _row(folder: Path, job: dict[str, Any], job_num: Any, launch: dict[str, Any]
         state = f"failed ({status['failed_stage']})"
     gpu_hours, cost = gpu_usage(folder)
     return {
-        "job": job_num, "run_id": folder.name, "overrides": " ".join(job.get("overrides") or []),
+        "job": job_num, "run_id": folder.name, "overrides": shown_overrides(job),
         "status": "cached" if cached and state == "succeeded" else state,
         "loss": (metrics.get("train_loss") or {}).get("last"), "eval": eval_metric(metrics),
         "objective": objective_value(metrics, objective.get("metric", "")) if state == "succeeded" else None,
         "metric": objective.get("metric"), "direction": objective.get("direction"), "launcher": launch.get("launcher"),
         "where": f"run {folder.name}" if cached else where(launch, job), "gpu_hours": gpu_hours, "cost": cost,
     }
+
+
+def shown_overrides(job: dict[str, Any]) -> str:
+    """A job's overrides as typed, with the card gpu=auto chose for it (`gpu=auto:l40s`)."""
+    overrides = list(job.get("overrides") or [])
+    chosen = (job.get("gpu_choice") or {}).get("chosen")
+    if chosen:
+        shown = [f"gpu=auto:{chosen}" if o == "gpu=auto" else o for o in overrides]
+        overrides = shown if shown != overrides else [*overrides, f"gpu=auto:{chosen}"]
+    return " ".join(overrides)
 
 
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -20,8 +20,10 @@ from runner.plan import plan_job
 pytestmark = pytest.mark.slow   # minutes: a real pipeline or every combination; CI runs it
 
 GOLDEN = Path(__file__).parent / "golden" / "combinations.tsv"
-# model=auto is every architecture (its figures come from the base model's config.json): tests/test_compose.py
-OPTIONS = {**group_options(), "model": [m for m in group_options()["model"] if m != "auto"]}
+# model=auto is every architecture (its figures come from the base model's config.json): tests/test_compose.py;
+# gpu=auto is one of the other gpu options, chosen per job: tests/test_gpu_choice.py
+OPTIONS = {**group_options(), "model": [m for m in group_options()["model"] if m != "auto"],
+           "gpu": [g for g in group_options()["gpu"] if g != "auto"]}
 AXES = ("model", "adapter", "gpu", "deepspeed")
 
 

@@ -29,7 +29,7 @@ def test_groups_have_the_designed_options():
                                        "qwen2.5", "smollm2"])
     assert OPTIONS["adapter"] == ["lora", "none", "qlora"]
     assert OPTIONS["deepspeed"] == ["none", "zero1", "zero2", "zero3", "zero3_offload"]
-    assert set(OPTIONS["gpu"]) == {"cpu", "t4", "l4", "a10g", "l40s", "a100-40gb", "a100", "a100x2", "a100x4",
+    assert set(OPTIONS["gpu"]) == {"auto", "cpu", "t4", "l4", "a10g", "l40s", "a100-40gb", "a100", "a100x2", "a100x4",
                                    "a100x8", "h100", "h100x2", "h100x4", "h100x8", "h200", "h200x8", "b200x8"}
     assert OPTIONS["dataset"] == ["alpaca", "chat_template", "completion", "sqlqa"]
     assert OPTIONS["recipe"] == ["cpu", "fp16", "packed_bf16", "seed"]
@@ -46,7 +46,8 @@ def test_every_group_option_composes_and_validates(plan, group, option):
     if group == "model" and option not in ("tiny", "auto"):
         extra = ["gpu=h200x8", "deepspeed=zero3"] if option == "mixtral" else ["gpu=a100"]
     job = plan(f"{group}={option}", *extra)
-    assert job.choices[group] == option
+    # gpu=auto plans the job with the option it chose (tests/test_gpu_choice.py)
+    assert job.choices[group] == (job.composed.gpu_choice.chosen if (group, option) == ("gpu", "auto") else option)
     axolotl = job.axolotl_config
     assert not set(axolotl) & set(RUNNER_KEYS)
     assert axolotl["base_model"] and axolotl["datasets"] and axolotl["output_dir"].endswith("/outputs")

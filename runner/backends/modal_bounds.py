@@ -16,7 +16,6 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from runner.backends import modal_settings as ms
@@ -108,19 +107,11 @@ def _h(hours: float) -> str:
     return f"{hours:.1f}".rstrip("0").rstrip(".") + " h"
 
 
-@lru_cache(maxsize=1)
 def gpu_prices() -> dict[str, float]:
-    """$/h per GPU of each Modal GPU type the gpu group knows (conf/gpu/*.yaml), for merge_gpu and eval_gpu."""
-    import yaml
+    """$/h per GPU of each Modal GPU type (conf/gpu_prices.yaml), for merge_gpu and eval_gpu."""
+    from runner.gpu_tables import prices, usd_per_gpu_hour
 
-    from runner.paths import CONF_DIR
-
-    prices = {}
-    for option in sorted((CONF_DIR / "gpu").glob("*.yaml")):
-        gpu = (yaml.safe_load(option.read_text()) or {}).get("gpu") or {}
-        if gpu.get("modal") and gpu.get("usd_per_hour") is not None:
-            prices.setdefault(parse_modal_gpu(gpu["modal"])[0], float(gpu["usd_per_hour"]))
-    return prices
+    return {gpu_type: usd_per_gpu_hour(gpu_type) for gpu_type in prices()["usd_per_second"]}
 
 
 def job_bound(config: dict[str, Any], waits: frozenset[str] = frozenset()) -> JobBound:

@@ -25,6 +25,8 @@ SCALARS: dict[str, tuple[type, str]] = {
     "run_name": (str, "optional label appended to the run id"),
     "run_id": (str, "set by the runner when it creates the run folder"),
     "run_dir": (str, "the run folder, <runs_root>/<run_id>"),
+    "deadline_h": (float, "gpu=auto: the train stage's expected wall time must be within this many hours"),
+    "budget_usd": (float, "gpu=auto: the train stage's expected cost must be within this many dollars"),
 }
 NODES: dict[str, tuple[type, str]] = {
     "gpu": (gpu.GpuSpec, "the gpu group's hardware (Modal string, count, memory, capabilities, price)"),
@@ -43,9 +45,9 @@ SCHEMA_NAME = "runner_schema"
 
 def schema() -> Any:
     """The typed skeleton every composed config starts from (values come from conf/config.yaml)."""
-    from omegaconf import BooleanNode, OmegaConf, StringNode
+    from omegaconf import BooleanNode, FloatNode, OmegaConf, StringNode
 
-    scalar_nodes = {bool: lambda: BooleanNode(False), str: lambda: StringNode(None)}
+    scalar_nodes = {bool: lambda: BooleanNode(False), str: lambda: StringNode(None), float: lambda: FloatNode(None)}
     root = {key: scalar_nodes[kind]() for key, (kind, _) in SCALARS.items()}
     root.update({key: OmegaConf.structured(kind) for key, (kind, _) in NODES.items()})
     return OmegaConf.create(root)

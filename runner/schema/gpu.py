@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from omegaconf import MISSING
@@ -18,7 +18,12 @@ class GpuSpec:
     bf16: bool = False                   # the card computes in bfloat16 (Ampere and newer)
     flash_attention: bool = False        # FlashAttention kernels run on it (Ampere and newer)
     peak_tflops: float = MISSING         # dense 16-bit, per GPU: time and MFU estimates
-    usd_per_hour: float = 0.0            # per GPU, Modal on-demand: cost estimates
+    usd_per_hour: float = 0.0            # per GPU, Modal on-demand: cost estimates (conf/gpu_prices.yaml)
+    # gpu=auto only (conf/gpu/auto.yaml, runner/gpu_choice.py): the options to choose from (null: every
+    # option with a Modal GPU), and $/h per GPU by Modal GPU type over conf/gpu_prices.yaml
+    auto: bool = False
+    candidates: Optional[list[str]] = None
+    prices: dict[str, float] = field(default_factory=dict)
 
 
 RANGES = {
@@ -26,4 +31,6 @@ RANGES = {
     "gpu.memory_gib": positive(),
     "gpu.peak_tflops": positive(),
     "gpu.usd_per_hour": Range(0),
+    "deadline_h": positive(allow=(None,)),
+    "budget_usd": positive(allow=(None,)),
 }
