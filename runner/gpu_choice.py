@@ -39,7 +39,7 @@ class Candidate:
     basis: str                   # how the speed figure was made
     hours: float                 # expected train stage: start-up + tokens / tokens_per_s
     cost_usd: float              # hours × GPUs × price; 0 on this machine
-    where: str                   # modal | this machine
+    where: str                   # this machine, or the backend that runs it (modal, slurm)
     rejected: str | None = None  # why it cannot be chosen; None: eligible
 
     @property
@@ -67,7 +67,7 @@ class GpuChoice:
                 f"  {'option':<10} {'GiB needed/card':>15} {'tokens/s':>10} {'':<8} {'train time':>10} {'cost':>9}  note"]
         for c in self.candidates:
             note = "chosen" if c.option == self.chosen else (c.rejected or "")
-            if c.where != "modal":
+            if c.where == "this machine":
                 note = f"{note} ({c.where})".strip()
             rows.append(f"  {c.option:<10} {f'{c.need_gib:.1f}/{c.card_gib:g}':>15} {c.tokens_per_s:>10,.0f} {c.speed:<8} "
                         f"{_hours(c.hours):>10} {f'${c.cost_usd:,.2f}':>9}  {note}".rstrip())
@@ -191,13 +191,18 @@ def _evaluate(option: str, gpu: dict[str, Any], prepared: dict[str, Any], choice
     if rejected is None and need > gpu["memory_gib"]:
         rejected = f"does not fit: needs ~{need:.0f} GiB per GPU of its {gpu['memory_gib']:g}"
     speed = gpu_speed.estimate(config, gpu, memory.row_tokens(config, longest), peaks)
-    local = place(config).backend == "local"
+    backend = config["backend"]["name"]
+    # this machine has the option's cards (backend=auto's test): it runs there at no cost
+    here = place({**config, "backend": {**config["backend"], "name": "auto"}}).backend == "local"
+    if backend == "local" and not here and rejected is None:
+        rejected = f"not on this machine (backend=local): it has no {gpu['modal']}"
+    local = here and backend in ("auto", "local")
     hours = tokens / speed.tokens_per_s / 3600 + (0 if local else FIXED_OVERHEAD_H)
     count = parse_modal_gpu(gpu["modal"])[1]
     cost = 0.0 if local else hours * count * float(gpu["usd_per_hour"])
     return Candidate(option, gpu["modal"], round(need, 2), float(gpu["memory_gib"]), int(config["micro_batch_size"]),
                      round(speed.tokens_per_s, 1), speed.source, speed.basis, hours, cost,
-                     "this machine" if local else "modal", rejected)
+                     "this machine" if local else ("modal" if backend == "auto" else backend), rejected)
 
 
 def _limits(candidates: list[Candidate], deadline: float | None, budget: float | None) -> list[Candidate]:

@@ -165,6 +165,10 @@ def _keep_train_records(folder: RunFolder, records: list[dict]) -> None:
         history = _after_earlier_attempts(folder, records)
         write_json(folder.path / "logs" / "train_history.json", history)
         folder.update_metrics(**axolotl_stages.train_metrics(history), **_startup(folder, records))
+        from runner import prediction   # gpu=auto's prediction beside the trainer's figures
+        from runner.records import read_json
+
+        folder.update_metrics(**prediction.compare(read_json(folder.path / "job.json", {}), history))
 
 
 def _after_earlier_attempts(folder: RunFolder, records: list[dict]) -> list[dict]:

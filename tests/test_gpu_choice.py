@@ -58,10 +58,9 @@ def test_golden_table(chose, overrides, large, option):
 
 
 def test_a_deadline_rejects_the_slower_cheaper_options(chose):
-    free = chose("model=llama2", large=True)
-    rushed = chose("model=llama2", "deadline_h=0.2", large=True)
+    rushed = chose("model=llama2", "deadline_h=0.2", large=True)   # without the deadline: l4 (the golden table)
     rows = {c.option: c for c in rushed.candidates}
-    assert free.chosen == "l4" and rows["l4"].rejected == "misses deadline_h=0.2" and rows["l4"].hours > 0.2
+    assert rows["l4"].rejected == "misses deadline_h=0.2" and rows["l4"].hours > 0.2
     assert rows[rushed.chosen].hours <= 0.2 and rows[rushed.chosen].cost_usd > rows["l4"].cost_usd
 
 
@@ -187,7 +186,7 @@ def test_gpu_options_price_from_the_one_dated_table(plan):
 
 
 def test_prices_are_overridable_and_change_the_choice(chose):
-    assert chose("model=llama2", large=True).chosen == "l4"
+    # the same job takes the L4 at Modal's prices (the golden table)
     assert chose("model=llama2", "+gpu.prices.L40S=0.5", large=True).chosen == "l40s"
 
 
@@ -199,6 +198,10 @@ def test_a_local_gpu_is_a_candidate_at_no_cost(chose, monkeypatch):
     row = choice.candidates[0]
     assert (choice.chosen, row.cost_usd, row.where) == ("l40s", 0.0, "this machine")
     assert "chosen (this machine)" in "\n".join(choice.lines())
+    # backend=local: only the cards this machine has
+    local = choose(compose_job(expand_overrides(["gpu=auto", "model=llama2", "backend=local"], False)[0]))[0]
+    assert local.chosen == "l40s" and all(c.rejected.startswith("not on this machine") or not c.fits
+                                          for c in local.candidates[1:])
 
 
 # ---- goal 4: Modal's GPU fallback list --------------------------------------------------------------------------
@@ -239,3 +242,31 @@ def test_a_sweep_chooses_per_job_and_its_table_shows_each_card(large_data):
         assert job.choices["gpu"] == choice.chosen
         shown = shown_overrides({"overrides": job.overrides, "gpu_choice": choice.to_json()})
         assert f"gpu=auto:{choice.chosen}" in shown.split() and "gpu=auto" not in shown.split()
+
+
+# ---- goal 6: after a run, the prediction beside what the trainer measured -----------------------------------------
+def test_a_run_records_its_prediction_beside_the_trainers_figures_and_runs_show_prints_both(plan, tmp_path):
+    from runner import pipeline
+    from runner.runfolder import open_run
+    from runner.runs import show_run
+
+    job = plan("model=mistral", "adapter=qlora", "gpu=auto", "backend=modal", "deadline_h=0.1", f"runs_root={tmp_path}")
+    chosen = job.composed.gpu_choice.candidates[0]
+    job, folder = open_run(job)
+    records = [{"loss": 1.2, "memory/max_allocated (GiB)": 10.5, "tokens/total": 1000.0, "wall_s": 3.0},
+               {"loss": 0.8, "memory/max_allocated (GiB)": 11.0, "tokens/total": 200000.0, "wall_s": 9.0},
+               {"train_runtime": 100.0, "train_loss": 1.0, "wall_s": 10.0}]
+    pipeline._keep_train_records(folder, records)
+    recorded = folder.metrics()["prediction"]
+    assert recorded["option"] == chosen.option and recorded["speed"] == chosen.speed
+    assert recorded["train_s"] == {"predicted": pytest.approx((chosen.hours - 5 / 60) * 3600, abs=0.1), "measured": 100.0}
+    assert recorded["peak_gib"] == {"predicted": chosen.need_gib, "measured": 11.0}
+    assert recorded["tokens_per_s"] == {"predicted": chosen.tokens_per_s, "measured": 2000.0}
+    line = next(l for l in show_run(folder).splitlines() if l.strip().startswith("predicted"))
+    assert f"{chosen.option} ({chosen.speed}): train " in line and "1.7 measured" in line
+    assert f"peak {chosen.need_gib:.1f} GiB predicted, 11.0 measured" in line and "2,000.0 measured" in line
+    # a card the user named has no prediction to compare
+    named = plan("model=mistral", "adapter=qlora", "gpu=l40s", "backend=modal", f"runs_root={tmp_path}")
+    _, other = open_run(named)
+    pipeline._keep_train_records(other, records)
+    assert "prediction" not in other.metrics()

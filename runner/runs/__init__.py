@@ -85,6 +85,10 @@ def show_run(folder: RunFolder) -> str:
     gpu_hours, cost = gpu_usage(folder.path)
     if gpu_hours is not None:
         lines.append(f"  GPU-hours   {gpu_hours:.2f}" + (f"  (~${cost:.2f})" if cost is not None else ""))
+    if metrics.get("prediction"):   # gpu=auto's, beside what the run measured (runner/prediction.py)
+        from runner.prediction import describe
+
+        lines.append(f"  predicted   {describe(metrics['prediction'])}")
     lines.append(f"  records     {folder.path}  (config.yml, metrics.json, logs/)")
     from runner.tracking import where
 
