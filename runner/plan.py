@@ -23,7 +23,7 @@ GRACEFUL_STOP = "runner.integrations.graceful_stop.GracefulStopPlugin"
 # and memory settings, save/eval schedules; the start-up and graceful-stop plugins); a run's resolution takes
 # them over instead of deriving them again.
 DERIVED = ("num_epochs", "learning_rate", "sequence_len", "micro_batch_size", "gradient_checkpointing",
-           "saves_per_epoch", "evals_per_epoch", "dataset_num_proc", "plugins")
+           "saves_per_epoch", "evals_per_epoch", "dataset_num_proc", "plugins", "special_tokens")
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Job:
     placement: Placement                           # where it runs: backend.name, or what `auto` chose
     launch: dict[str, Any] | None = None           # which launcher, sweep and job number (runner/sweeps.py)
     cache_key: str | None = None                   # runner/cache.py: same key, same result
+    model_notes: list[str] = field(default_factory=list)   # what the model's own files said (the dry run's)
 
     @property
     def overrides(self) -> list[str]:
@@ -56,7 +57,8 @@ class Job:
         for key in DERIVED:   # settled when the job was planned; paths do not change them
             if key in self.config:
                 config[key] = self.config[key]
-        return Job(self.composed, config, self.compute, self.data, self.placement, self.launch, self.cache_key)
+        return Job(self.composed, config, self.compute, self.data, self.placement, self.launch, self.cache_key,
+                   self.model_notes)
 
 
 def plan_job(overrides: JobOverrides) -> Job:
@@ -89,6 +91,7 @@ def plan_composed(composed: ComposedJob) -> Job:
     validate.check_combination(config, choices)
     validate.check_build_target(config)
     validate.check_base_model(config, placement.backend, choices.get("model"))
+    notes = validate.check_model_files(config, placement.backend)   # architecture, LoRA targets, tokenizer
     validate.check_platform_limits(config, placement.backend)
     validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)
@@ -99,7 +102,7 @@ def plan_composed(composed: ComposedJob) -> Job:
     if composed.gpu_choice is not None:   # the speed model's figures, as the choice ranked them
         chosen = next(c for c in composed.gpu_choice.candidates if c.option == composed.gpu_choice.chosen)
         compute = replace(compute, est_hours=chosen.hours, est_cost_usd=chosen.cost_usd)
-    return Job(composed, config, compute, data, placement)
+    return Job(composed, config, compute, data, placement, model_notes=notes)
 
 
 def _resolve_settings(config: dict[str, Any], train: DataFile, average: float) -> None:

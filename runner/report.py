@@ -27,6 +27,7 @@ def dry_run_text(job: Job, index: int, total: int) -> str:
     header += backend_named(job.placement.backend).dry_run_lines(job)
     if job.config["model_spec"].get("source"):
         header.append(f"# model: from {job.config['model_spec']['source']}: {model_spec.describe(job.config['model_spec'])}")
+    header += [f"# model: {note}" for note in job.model_notes]
     header += [
         f"# data: train {job.data['train'].records} records"
         + (f", test {job.data['test'].records}" if "test" in job.data else ""),

@@ -214,6 +214,36 @@ def check_model_spec(config: dict[str, Any], base: str, model: str | None = None
                         "for it, or give its figures as model_spec.NAME=VALUE")
 
 
+def check_model_files(config: dict[str, Any], backend: str) -> list[str]:
+    """What base_model's own files say, where they are on this machine (a local folder, or config.json in a
+    Hugging Face cache; skipped silently otherwise): an architecture axolotl can train, LoRA targets that
+    name its layers, and (a local folder) a tokenizer with EOS, pad and, when the data needs it, a chat
+    template. Models the runner builds (model=tiny) are made later. The dry run's lines about it."""
+    from runner.models import modules, tokenizer
+
+    base = str(config.get("base_model") or "")
+    local = base.startswith(spec.LOCAL_PATH_PREFIXES)
+    if not base or config["model_spec"].get("build") or (local and backend_named(backend).remote):
+        return []
+    own = spec.read_config(base, config.get("revision_of_model"), text=False, cache_dir=config.get("cache_dir"))
+    if own is None:
+        return []
+    modules.check_architecture(base, own, bool(config.get("trust_remote_code")))
+    notes = []
+    if config.get("adapter") in ("lora", "qlora"):
+        found = modules.lora_modules(own, config.get("cache_dir"))
+        if found is not None:
+            if config.get("lora_target_modules"):
+                modules.check_lora_targets(base, config["lora_target_modules"], found)
+            if config.get("lora_target_linear"):
+                notes.append(modules.linear_note(found, own.get("model_type")))
+    tokenizer_folder = str(config.get("tokenizer_config") or base)
+    if tokenizer_folder.startswith(spec.LOCAL_PATH_PREFIXES):
+        shown = f"tokenizer_config={tokenizer_folder}" if config.get("tokenizer_config") else f"base_model={base}"
+        notes += tokenizer.check_tokenizer(config, Path(tokenizer_folder).expanduser(), shown)
+    return notes
+
+
 def check_platform_limits(config: dict[str, Any], backend: str) -> None:
     """The chosen platform's own limits, in the plan rather than at launch: on Modal, 24 h a call, 10 retries,
     its GPU types and counts for every stage, positive parallelism, and the job's worst case (every stage

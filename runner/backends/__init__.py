@@ -38,9 +38,14 @@ def check_one_backend(jobs: list[Job]) -> None:
 
 def check_sweep(jobs: list[Job]) -> None:
     """A sweep's jobs together, before anything is created: one backend; on Modal, a worst case that fits
-    the sweep function (runner/backends/modal_bounds.py)."""
+    the sweep function (runner/backends/modal_bounds.py); a hub model that cannot be downloaded here."""
+    from runner.models import hub
+
     check_one_backend(jobs)
     sweep_bound(jobs)
+    for job in jobs:
+        if not backend_named(job.placement.backend).remote:
+            hub.check_reachable(job.config)
 
 
 def sweep_bound(jobs: list[Job]) -> str | None:

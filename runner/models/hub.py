@@ -56,6 +56,33 @@ def download(repo_id: str, cache_dir: str | Path, token_where: str = "HF_TOKEN")
     return Path(path)
 
 
+def offline_message(repo_id: str, cache: Path) -> str:
+    flag = "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else "TRANSFORMERS_OFFLINE"
+    return (f"{repo_id} is not in the model cache ({cache}) and {flag}=1 forbids downloading it: "
+            f"unset {flag} to download it once, or set base_model to a local folder")
+
+
+def check_reachable(config: dict[str, Any]) -> None:
+    """Before a run folder is made: a hub model the prepare stage would download, offline and not in the
+    model cache, is the user's one line now rather than a failed run (dry runs do not download: not here)."""
+    from runner.models.spec import LOCAL_PATH_PREFIXES
+
+    base = str(config.get("base_model") or "")
+    if not base or config["model_spec"].get("build") or base.startswith(LOCAL_PATH_PREFIXES):
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.is_offline_mode():
+        return
+    cache = hub_cache(config["cache_dir"])
+    try:
+        cached = try_to_load_from_cache(base, "config.json", cache_dir=str(cache), revision=config.get("revision_of_model"))
+    except Exception:  # noqa: BLE001 - not a hub id: the prepare stage says so
+        return
+    if not isinstance(cached, str):
+        raise DownloadFailed(offline_message(base, cache))
+
+
 def explain(error: BaseException, repo_id: str, cache: Path, token_where: str = "HF_TOKEN") -> str:
     """The one line for a failed snapshot_download of `repo_id` (huggingface_hub 1.x exceptions)."""
     import httpx
@@ -71,9 +98,7 @@ def explain(error: BaseException, repo_id: str, cache: Path, token_where: str = 
     cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
     if isinstance(cause, OfflineModeIsEnabled) or (
             isinstance(error, LocalEntryNotFoundError) and cause is error and constants.is_offline_mode()):
-        flag = "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else "TRANSFORMERS_OFFLINE"
-        return (f"{repo_id} is not in the model cache ({cache}) and {flag}=1 forbids downloading it: "
-                f"unset {flag} to download it once, or set base_model to a local folder")
+        return offline_message(repo_id, cache)
     if isinstance(cause, (httpx.TransportError, ConnectionError)):
         why = f"{type(cause).__name__}: {first_line(cause)}"
         # raised as is (no cache fallback): files were coming in, and what arrived stays in the cache;

@@ -29,20 +29,14 @@ WIDTHS = {
 PARAMS_TOLERANCE = 0.03   # the group's rounded billions against the count from config.json
 
 
-def read_config(base_model: str, revision: str | None = None, text: bool = True) -> dict[str, Any] | None:
-    """The model's config.json from a local folder or the Hugging Face cache (never the network); with
-    `text`, its text config for a multimodal one. None when it is not here."""
-    path = Path(base_model).expanduser() / "config.json"
-    if not path.is_file():
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(base_model, "config.json", revision=revision)
-        except Exception:  # noqa: BLE001 - not a hub id, no cache: nothing to read here
-            return None
-        if not isinstance(cached, str):
-            return None
-        path = Path(cached)
+def read_config(base_model: str, revision: str | None = None, text: bool = True,
+                cache_dir: str | None = None) -> dict[str, Any] | None:
+    """The model's config.json from a local folder or the Hugging Face cache (the default one, or the runner's
+    under `cache_dir`, where the prepare stage downloads; never the network); with `text`, its text config
+    for a multimodal one. None when it is not here."""
+    path = config_file(base_model, revision, cache_dir)
+    if path is None:
+        return None
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -50,6 +44,25 @@ def read_config(base_model: str, revision: str | None = None, text: bool = True)
     if not isinstance(config, dict):
         return None
     return config.get("text_config") if text and isinstance(config.get("text_config"), dict) else config
+
+
+def config_file(base_model: str, revision: str | None = None, cache_dir: str | None = None) -> Path | None:
+    """Where base_model's config.json is on this machine, if it is."""
+    path = Path(base_model).expanduser() / "config.json"
+    if path.is_file():
+        return path
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for cache in (None, *([str(Path(cache_dir) / "hub")] if cache_dir else [])):
+        try:
+            cached = try_to_load_from_cache(base_model, "config.json", cache_dir=cache, revision=revision)
+        except Exception:  # noqa: BLE001 - not a hub id: nothing to read here
+            return None
+        if isinstance(cached, str):
+            return Path(cached)
+    return None
 
 
 def _first(config: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -157,7 +170,7 @@ def complete(config: dict[str, Any]) -> None:
     if base.startswith(LOCAL_PATH_PREFIXES):
         check_local_folder(base)
     revision = config.get("revision_of_model")
-    own = read_config(base, revision) or _download_config(base, revision)
+    own = read_config(base, revision, cache_dir=config.get("cache_dir")) or _download_config(base, revision)
     if own is None:
         raise UserError(f"base_model={base}: no config.json to read its architecture from (not a local model "
                         "folder, not in the Hugging Face cache, and the hub cannot be reached); download it once, "
