@@ -31,9 +31,10 @@ def dry_run_text(job: Job, index: int, total: int) -> str:
     header += [
         f"# data: train {job.data['train'].records} records"
         + (f", test {job.data['test'].records}" if "test" in job.data else ""),
-        "# axolotl config (written to <run_dir>/config.yml):",
     ]
-    body = yaml.safe_dump(job.axolotl_config, sort_keys=False, allow_unicode=True, width=100)
+    shown = backend_named(job.placement.backend).shown_job(job)   # Modal: the containers' paths
+    header.append("# axolotl config (written to <run_dir>/config.yml" + (", as the containers see it" if shown is not job else "") + "):")
+    body = yaml.safe_dump(shown.axolotl_config, sort_keys=False, allow_unicode=True, width=100)
     return "\n".join(header) + "\n" + body
 
 

@@ -1,12 +1,15 @@
 """The command line: dry-run output, bad input (one line, exit 2, nothing made), heavy imports."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from conftest import ROOT
+from runner.datacheck import check_data_file
 
 
 def test_dry_run_prints_axolotl_yaml_and_compute_spec(cli, tmp_path):
@@ -39,8 +42,20 @@ def test_modal_dry_run_shows_the_stack_of_the_lock(cli):
     line = next(line for line in result.stdout.splitlines() if line.startswith("# stack"))
     assert line == f"# stack (every Modal image): {stack().summary()}"
     assert "Python 3.12, torch 2.11.0 (CUDA 13.0), axolotl 0.19.0, vLLM 0.23.0" in line
+    # what the containers see: the Volumes' paths in the config, the uploaded data, Secrets, each stage's resources
+    assert re.search(r"^# containers \(Modal\): run folder /runs/<run_id> on Volume 'runner-runs', base weights in "
+                     r"/pretrained \(Volume 'runner-pretrained'\), data uploaded to /runs/_data/[0-9a-f]{16}/sqlqa-train\.jsonl, "
+                     r"/runs/_data/[0-9a-f]{16}/sqlqa-test\.jsonl; Secrets: none$", result.stdout, re.M)
+    assert ("# stages (Modal): prepare CPU (4 cores, 16 GiB), 30 min; preprocess CPU (4 cores, 16 GiB), 30 min; "
+            "train H100, 10 h × 2 attempts; eval H100, 1 h\n") in result.stdout
+    config = yaml.safe_load(result.stdout)
+    assert config["output_dir"] == "/runs/<run_id>/outputs" and config["dataset_prepared_path"] == "/runs/_prepared"
+    assert [d["path"].rsplit("/", 1)[0] for d in config["datasets"] + config["test_datasets"]] == [
+        f"/runs/_data/{data.sha256[:16]}" for data in (check_data_file(ROOT / "runner/data/sqlqa-train.jsonl", "sqlqa"),
+                                                       check_data_file(ROOT / "runner/data/sqlqa-test.jsonl", "sqlqa"))]
     local = cli("backend=local", "dry_run=true")
     assert "# stack" not in local.stdout   # a local run uses what this machine has installed
+    assert "# containers" not in local.stdout and "output_dir: /runs/" not in local.stdout
 
 
 def test_dry_run_imports_no_torch_transformers_or_axolotl():

@@ -19,7 +19,7 @@ from typing import Any
 import modal
 
 from runner.backends.modal_bounds import SWEEP_LIMIT_H
-from runner.backends.modal_settings import ModalSettings, StageOptions, app_settings
+from runner.backends.modal_settings import PRETRAINED_MOUNT, RUNS_MOUNT, ModalSettings, StageOptions, app_settings
 from runner.backends.modal_sweep import JobResult, run_sweep
 from runner.paths import CONF_DIR
 from runner.records import write_json
@@ -80,7 +80,6 @@ image = project_image()
 # ---- volumes and secrets ------------------------------------------------------------------------
 # Base models are downloaded once into "pretrained" (the HF hub cache) and reused by every later run;
 # run folders live on "runs" with the same layout as locally (<runs_root>/<run_id>/...).
-PRETRAINED_MOUNT, RUNS_MOUNT = "/pretrained", "/runs"
 pretrained_volume = modal.Volume.from_name(settings.pretrained_volume, create_if_missing=True)
 runs_volume = modal.Volume.from_name(settings.runs_volume, create_if_missing=True)
 VOLUMES = {PRETRAINED_MOUNT: pretrained_volume, RUNS_MOUNT: runs_volume}

@@ -21,6 +21,8 @@ from runner.settings import STAGES
 MAX_TIMEOUT_H = 24          # Modal's limit on one function call
 MAX_RETRIES = 10            # Modal's limit
 CPU_STAGE = {"cpu": 4.0, "memory_mib": 16 * 1024}   # prepare, preprocess: downloads and tokenising
+# Where the containers mount the Volumes: base models (the HF hub cache) and run folders (the runs root)
+PRETRAINED_MOUNT, RUNS_MOUNT = "/pretrained", "/runs"
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,19 @@ def _key(config: dict[str, Any], keys: tuple[str, ...], extra: Any = None) -> st
 
 def model_key(config: dict[str, Any]) -> str:
     return _key(config, MODEL_KEYS, (config.get("model_spec") or {}).get("build"))
+
+
+def describe_stages(config: dict[str, Any]) -> str:
+    """Each enabled stage's resources in words, as the containers get them (the dry run's)."""
+    parts = []
+    for stage, opts in stage_options(config).items():
+        if not enabled_stages(config)[stage]:
+            continue
+        where = opts.gpu or f"CPU ({opts.cpu:g} cores, {opts.memory_mib // 1024} GiB)"
+        limit = f"{opts.timeout_s / 3600:g} h" if opts.timeout_s >= 3600 else f"{opts.timeout_s // 60} min"
+        attempts = f" × {opts.retries + 1} attempts" if opts.retries else ""
+        parts.append(f"{stage} {where}, {limit}{attempts}")
+    return "; ".join(parts)
 
 
 def enabled_stages(config: dict[str, Any]) -> dict[str, bool]:

@@ -47,6 +47,10 @@ class Backend:
         """What the dry run says about this backend for one job, after its compute line."""
         return []
 
+    def shown_job(self, job: Job) -> Job:
+        """The job as its stages will see it (the dry run prints its axolotl config): here, as planned."""
+        return job
+
     def where(self, compute: dict[str, Any]) -> str | None:
         """Where a job ran, for the sweep table, when the launch record (host, devices) does not say it."""
         return None
@@ -87,7 +91,17 @@ class Modal(Backend):
     def dry_run_lines(self, job: Job) -> list[str]:
         from runner.stack import stack
 
-        return [f"# worst case (Modal): {job.compute.worst_case}", f"# stack (every Modal image): {stack().summary()}"]
+        from runner.backends.modal_launcher import container_view
+
+        return [f"# worst case (Modal): {job.compute.worst_case}", f"# stack (every Modal image): {stack().summary()}",
+                *container_view(job)]
+
+    def shown_job(self, job: Job) -> Job:
+        """The containers' view: paths on the Volumes, not this machine's."""
+        from runner.backends.modal_launcher import container_job
+        from runner.compose import DRY_RUN_ID
+
+        return container_job(job, DRY_RUN_ID)
 
     def where(self, compute: dict[str, Any]) -> str | None:
         return f"Modal {compute.get('gpu_string')}"
