@@ -206,3 +206,20 @@ def test_on_modal_the_stage_function_raises_the_one_line(plan, tmp_path, monkeyp
     assert str(failed.value) == (
         f"prepare: EleutherAI/pythia-1.4b-deduped is not in the model cache ({cache / 'hub'}) and HF_HUB_OFFLINE=1 "
         "forbids downloading it: unset HF_HUB_OFFLINE to download it once, or set base_model to a local folder")
+
+
+def test_an_offline_hub_model_is_refused_before_a_run_only_when_prepare_would_download_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    config = {"base_model": REPO, "cache_dir": str(tmp_path), "model_spec": {"build": None}}
+    with pytest.raises(hub.DownloadFailed, match=f"^{REPO} is not in the model cache .* HF_HUB_OFFLINE=1 forbids"):
+        hub.check_reachable(config)
+    hub.check_reachable({**config, "stages": {"prepare": False}})   # nothing to download
+    hub.check_reachable({**config, "model_spec": {"build": "tiny"}})
+    snapshot = tmp_path / "hub" / f"models--{REPO.replace('/', '--')}" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    hub.check_reachable(config)   # in the model cache: the prepare stage finds it offline
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    hub.check_reachable({**config, "cache_dir": str(tmp_path / "empty")})   # online: the prepare stage downloads it

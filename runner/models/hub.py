@@ -68,7 +68,8 @@ def check_reachable(config: dict[str, Any]) -> None:
     from runner.models.spec import LOCAL_PATH_PREFIXES
 
     base = str(config.get("base_model") or "")
-    if not base or config["model_spec"].get("build") or base.startswith(LOCAL_PATH_PREFIXES):
+    downloads = (config.get("stages") or {}).get("prepare", True) and not config["model_spec"].get("build")
+    if not base or not downloads or base.startswith(LOCAL_PATH_PREFIXES):
         return
     from huggingface_hub import constants, try_to_load_from_cache
 
