@@ -110,6 +110,8 @@ def run_stage(folder: RunFolder, stage: str, config: dict[str, Any] | None = Non
     folder.set_stage(stage, "succeeded")
     if stage == "preprocess":
         prepared.record_prepared(folder)
+    if stage == "eval":
+        close_curve(folder)
     tracking.after_stage(folder, config, stage, "succeeded")
     return StageResult(stage, "succeeded")
 
@@ -169,6 +171,25 @@ def _keep_train_records(folder: RunFolder, records: list[dict]) -> None:
         from runner.records import read_json
 
         folder.update_metrics(**prediction.compare(read_json(folder.path / "job.json", {}), history))
+
+
+def close_curve(folder: RunFolder) -> None:
+    """The eval stage's tuned loss as the held-out curve's last point, where the trainer did not evaluate at
+    its last step (runner/integrations/last_evaluation.py): the same records, the trained weights."""
+    from runner.records import read_json
+
+    history = read_json(folder.path / "logs" / "train_history.json", [])
+    tuned = ((folder.metrics().get("eval") or {}).get("tuned") or {}).get("eval_loss")
+    summary = next((r for r in reversed(history) if "train_runtime" in r), {})
+    end = summary.get("epoch")
+    held = [r for r in history if "eval_loss" in r]
+    if not isinstance(tuned, (int, float)) or not isinstance(end, (int, float)) or not held or held[-1].get("epoch", 0) >= end:
+        return   # no curve, no tuned loss, or the trainer scored its last step itself
+    history = [r for r in history if "train_runtime" not in r] + [
+        {"epoch": end, "eval_loss": float(tuned), "step": summary.get("step"), "source": "eval stage"},
+        *[r for r in history if "train_runtime" in r]]
+    write_json(folder.path / "logs" / "train_history.json", history)
+    folder.update_metrics(**axolotl_stages.train_metrics(history))
 
 
 def _after_earlier_attempts(folder: RunFolder, records: list[dict]) -> list[dict]:

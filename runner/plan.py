@@ -18,6 +18,7 @@ from runner.stages.boot import STARTUP_PLUGIN as STARTUP
 
 
 GRACEFUL_STOP = "runner.integrations.graceful_stop.GracefulStopPlugin"
+LAST_EVALUATION = "runner.integrations.last_evaluation.LastEvaluationPlugin"
 
 # What planning derives from the composed config (runner/schedule.py and runner/memory.py: `auto` schedule
 # and memory settings, save/eval schedules; the start-up and graceful-stop plugins); a run's resolution takes
@@ -86,7 +87,8 @@ def plan_composed(composed: ComposedJob) -> Job:
     schedule.resolve_data_processes(config, data["train"].records)
     plugins = config.get("plugins") or []
     # start-up work cut (first: it patches before the trainer's imports); SIGTERM/SIGHUP: a checkpoint, then stop
-    config["plugins"] = [STARTUP, *(p for p in plugins if p not in (STARTUP, GRACEFUL_STOP)), GRACEFUL_STOP]
+    config["plugins"] = [STARTUP, *(p for p in plugins if p not in (STARTUP, GRACEFUL_STOP, LAST_EVALUATION)),
+                         *([LAST_EVALUATION] if eval_stage_scores_the_end(config) else []), GRACEFUL_STOP]
     validate.check_axolotl_keys(split_config(config)[1])
     validate.check_combination(config, choices)
     validate.check_build_target(config)
@@ -103,6 +105,15 @@ def plan_composed(composed: ComposedJob) -> Job:
         chosen = next(c for c in composed.gpu_choice.candidates if c.option == composed.gpu_choice.chosen)
         compute = replace(compute, est_hours=chosen.hours, est_cost_usd=chosen.cost_usd)
     return Job(composed, config, compute, data, placement, model_notes=notes)
+
+
+def eval_stage_scores_the_end(config: dict[str, Any]) -> bool:
+    """The eval stage measures the tuned model's loss on the whole held-out split, which the trainer's
+    evaluation at its last step would measure too (runner/integrations/last_evaluation.py); not where the
+    trainer needs that evaluation itself (the best checkpoint, early stopping)."""
+    stages = config.get("stages") or {}
+    return (bool(stages.get("eval", True) and stages.get("train", True)) and (config.get("eval") or {}).get("limit") is None
+            and not config.get("load_best_model_at_end") and not config.get("early_stopping_patience"))
 
 
 def _resolve_settings(config: dict[str, Any], train: DataFile, average: float) -> None:

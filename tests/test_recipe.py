@@ -26,8 +26,10 @@ def test_recipe_seed_runs_the_seeds_recipe_on_any_card(plan):
         config = job.config
         assert job.choices == {**job.choices, "gpu": gpu, "recipe": "seed"}
         assert (config["sample_packing"], config["micro_batch_size"], config["gradient_checkpointing"]) == (False, 32, True)
-        # none of the packing recipe's plugins: only the runner's own start-up and graceful stop (on every run)
+        # none of the packing recipe's plugins: only the runner's own (start-up, no trainer evaluation of what
+        # the eval stage scores, graceful stop)
         assert config["plugins"] == ["runner.integrations.startup.StartupPlugin",
+                                     "runner.integrations.last_evaluation.LastEvaluationPlugin",
                                      "runner.integrations.graceful_stop.GracefulStopPlugin"] and "liger_rope" not in config
 
 
