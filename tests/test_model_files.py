@@ -49,6 +49,13 @@ def test_an_architecture_transformers_cannot_train_is_one_line():
     modules.check_architecture("org/gemma3", {"model_type": "gemma3"})   # image-text-to-text: axolotl trains it too
 
 
+def test_a_local_folder_of_another_kind_of_model_is_refused_when_planned(plan, tmp_path):
+    folder = model_folder(tmp_path, config={"model_type": "t5", "architectures": ["T5ForConditionalGeneration"],
+                                            "d_model": 64, "num_layers": 2, "vocab_size": 100})
+    with pytest.raises(UserError, match=r"^base_model=.* is a t5 \(T5ForConditionalGeneration\), which transformers"):
+        plan(f"base_model={folder}")   # model=auto: before it asks for figures a T5 config cannot give
+
+
 def test_lora_targets_must_name_layers_of_the_model():
     layers = [f"model.layers.{i}.{part}.{name}" for i in range(2) for part, names in
               (("self_attn", LINEAR[:4]), ("mlp", LINEAR[4:])) for name in names]

@@ -175,6 +175,9 @@ def complete(config: dict[str, Any]) -> None:
         raise UserError(f"base_model={base}: no config.json to read its architecture from (not a local model "
                         "folder, not in the Hugging Face cache, and the hub cannot be reached); download it once, "
                         "or give the figures as model_spec.NAME=VALUE")
+    from runner.models.modules import check_architecture
+
+    check_architecture(base, own, bool(config.get("trust_remote_code")))   # before figures it cannot have
     derived = derive(own)
     unknown = [name for name in missing if derived.get(name) is None]
     if unknown:
