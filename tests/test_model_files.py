@@ -120,3 +120,11 @@ def test_a_chat_dataset_needs_a_chat_template(planned, tmp_path):
 def test_a_hub_model_not_cached_is_not_checked(planned):
     # the shipped groups' hub models are not here: nothing is built, nothing read (the combinations stay fast)
     assert planned("EleutherAI/pythia-14m", "model=pythia").model_notes == []
+
+
+def test_a_model_transformers_cannot_build_here_is_skipped_and_remembered(tmp_path, monkeypatch):
+    custom = {"model_type": "custom_lm", "auto_map": {"AutoModelForCausalLM": "modeling.CustomLM"}}
+    calls = []
+    monkeypatch.setattr(modules, "_built_modules", lambda text: calls.append(text))   # the child process failed
+    assert modules.lora_modules(custom, tmp_path) is None and len(calls) == 1
+    assert modules.lora_modules(custom, tmp_path) is None and len(calls) == 1   # not tried again

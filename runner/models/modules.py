@@ -73,15 +73,15 @@ def lora_modules(config: dict[str, Any], cache_dir: str | Path | None = None) ->
     stored = Path(cache_dir) / "modules" / f"{key}.json" if cache_dir else None
     if stored is not None and stored.is_file():
         try:
-            return json.loads(stored.read_text())
+            return json.loads(stored.read_text()) or None   # {}: not buildable here, known from last time
         except ValueError:
             pass
     found = _built_modules(text)
-    if found is not None and stored is not None:
+    if stored is not None:
         from runner.records import write_text
 
         try:
-            write_text(stored, json.dumps(found))
+            write_text(stored, json.dumps(found or {}))
         except OSError:   # a read-only cache: the check works without keeping its answer
             pass
     return found
@@ -98,7 +98,8 @@ def _built_modules(config_text: str) -> dict[str, list[str]] | None:
                               capture_output=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else None
+    lines = done.stdout.strip().splitlines()   # the answer is the last line, whatever was printed before it
+    return json.loads(lines[-1]) if done.returncode == 0 and lines else None
 
 
 def build_on_meta(config: dict[str, Any]) -> dict[str, list[str]] | None:
