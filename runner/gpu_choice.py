@@ -179,6 +179,7 @@ def _prepared(composed: ComposedJob) -> tuple[dict[str, Any], int, int, float]:
 def _evaluate(option: str, gpu: dict[str, Any], prepared: dict[str, Any], choices: dict[str, Any],
               longest: int, cap: int, tokens: float, peaks: dict[str, float]) -> Candidate:
     from runner.backends.placement import place
+    from runner.backends.registry import backend_named
 
     config = {**copy.deepcopy(prepared), "gpu": {**prepared["gpu"], **gpu}}
     memory.resolve_memory_settings(config, longest, cap)
@@ -193,10 +194,11 @@ def _evaluate(option: str, gpu: dict[str, Any], prepared: dict[str, Any], choice
     speed = gpu_speed.estimate(config, gpu, memory.row_tokens(config, longest), peaks)
     backend = config["backend"]["name"]
     # this machine has the option's cards (backend=auto's test): it runs there at no cost
-    here = place({**config, "backend": {**config["backend"], "name": "auto"}}).backend == "local"
-    if backend == "local" and not here and rejected is None:
-        rejected = f"not on this machine (backend=local): it has no {gpu['modal']}"
-    local = here and backend in ("auto", "local")
+    here = backend_named(place({**config, "backend": {**config["backend"], "name": "auto"}}).backend).runs_here
+    only_here = backend_named(backend).runs_here
+    if only_here and not here and rejected is None:
+        rejected = f"not on this machine (backend={backend}): it has no {gpu['modal']}"
+    local = here and (only_here or backend == "auto")
     hours = tokens / speed.tokens_per_s / 3600 + (0 if local else FIXED_OVERHEAD_H)
     count = parse_modal_gpu(gpu["modal"])[1]
     cost = 0.0 if local else hours * count * float(gpu["usd_per_hour"])

@@ -230,7 +230,9 @@ def check_model_files(config: dict[str, Any], backend: str) -> list[str]:
         return []
     modules.check_architecture(base, own, bool(config.get("trust_remote_code")))
     notes = []
-    if config.get("adapter") in ("lora", "qlora"):
+    # the module tree costs a child process's torch import the first time a model is seen: built to check
+    # named targets, and for the dry run's note on lora_target_linear, not on a real run's start-up path
+    if config.get("adapter") in ("lora", "qlora") and (config.get("lora_target_modules") or config.get("dry_run")):
         found = modules.lora_modules(own, config.get("cache_dir"))
         if found is not None:
             if config.get("lora_target_modules"):

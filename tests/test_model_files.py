@@ -76,7 +76,9 @@ def test_lora_targets_must_name_layers_of_the_model():
 
 def test_a_local_model_s_modules_come_from_the_meta_device_once(planned, tmp_path, monkeypatch):
     folder = model_folder(tmp_path)
-    job = planned(folder)
+    assert not any("lora_target_linear" in note for note in planned(folder).model_notes)   # a real run builds nothing
+    assert not (tmp_path / "cache" / "modules").exists()
+    job = planned(folder, "dry_run=true")   # the dry run says what lora_target_linear covers
     assert job.model_notes[0] == modules.linear_note({"linear": [*LINEAR, "lm_head"]}, "llama")
     with pytest.raises(UserError) as error:
         planned(folder, "lora_target_modules=[q_proj,c_attn]")
@@ -87,7 +89,7 @@ def test_a_local_model_s_modules_come_from_the_meta_device_once(planned, tmp_pat
     assert "model.layers.29.mlp.down_proj" in json.loads(kept.read_text())["linear"]
     modules._built_modules.cache_clear()
     monkeypatch.setattr(modules, "_built_modules", lambda text: pytest.fail("built again"))
-    assert planned(folder).model_notes == job.model_notes
+    assert planned(folder, "dry_run=true").model_notes == job.model_notes
 
 
 def test_the_tokenizer_is_checked_and_a_missing_pad_set(planned, tmp_path):

@@ -20,6 +20,7 @@ from typing import Any
 from runner import report
 from runner.backends.outcome import Outcome
 from runner.backends import modal_bounds
+from runner.backends.modal_paths import container_job, data_uploads
 from runner.backends import modal_settings as ms
 from runner.backends.modal_records import FINAL_STATES, pull_run, write_modal_record
 from runner.backends.modal_credentials import NO_CREDENTIALS, require_credentials
@@ -60,42 +61,6 @@ def sweep_settings(jobs: list[Job]) -> ms.ModalSettings:
         raise UserError("one sweep must use one Modal app: backend.app_name, images, volumes and secrets "
                         "cannot vary between its jobs")
     return settings.pop()
-
-
-DATASET_KEYS = {"train": "path", "test": "test_path"}
-
-
-def data_uploads(job: Job) -> dict[str, str]:
-    """Where each of the job's data files goes on the runs Volume (by content, so a sweep uploads each
-    file once) → the file here."""
-    return {remote_data_path(data): data.path for data in job.data.values()}
-
-
-def remote_data_path(data: Any) -> str:
-    """A data file's path on the runs Volume, named by its content (runner.datacheck.DataFile)."""
-    return f"_data/{data.sha256[:16]}/{Path(data.path).name}"
-
-
-def container_job(job: Job, run_id: str, runs_dir: Path = Path(ms.RUNS_MOUNT),
-                  pretrained_dir: Path = Path(ms.PRETRAINED_MOUNT)) -> Job:
-    """The job resolved for the containers' paths: run folders on the runs Volume, base models in the
-    pretrained Volume's HF cache, data files where data_uploads puts them."""
-    return job.for_run(run_id, runs_root=str(runs_dir), cache_dir=str(pretrained_dir),
-                       **{f"dataset.{DATASET_KEYS[split]}": str(Path(runs_dir) / remote_data_path(data))
-                          for split, data in job.data.items()})
-
-
-def container_view(job: Job) -> list[str]:
-    """What the dry run says the containers will see: Volumes, data, Secrets and each stage's resources."""
-    from runner.compose import DRY_RUN_ID
-
-    settings = ms.app_settings(job.config)
-    data = ", ".join(f"{ms.RUNS_MOUNT}/{path}" for path in data_uploads(job))
-    secrets = sorted({name for opts in ms.stage_options(job.config).values() for name in opts.secrets})
-    return [f"# containers (Modal): run folder {ms.RUNS_MOUNT}/{DRY_RUN_ID} on Volume {settings.runs_volume!r}, "
-            f"base weights in {ms.PRETRAINED_MOUNT} (Volume {settings.pretrained_volume!r}), data uploaded to {data}; "
-            f"Secrets: {', '.join(secrets) or 'none'}",
-            f"# stages (Modal): {ms.describe_stages(job.config)}"]
 
 
 def job_request(job: Job, index: int, run_id: str, runs_dir: Path, pretrained_dir: Path) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class Backend:
     needs_gpu = False       # refuses gpu=cpu
     bounds_run_time = False  # backend.timeout_h bounds each run (so its cost)
     sweeps_only = False     # Hydra launches it only in a sweep (-m): one job is a sweep of one
+    runs_here = False       # the stages run on this machine, on its own devices (gpu=auto: at no cost)
 
     def check_limits(self, config: dict[str, Any]) -> None:
         """The platform's own limits for one job, in the plan rather than at launch."""
@@ -58,6 +59,7 @@ class Backend:
 
 class Local(Backend):
     name = "local"
+    runs_here = True
 
 
 class Slurm(Backend):
@@ -91,15 +93,14 @@ class Modal(Backend):
     def dry_run_lines(self, job: Job) -> list[str]:
         from runner.stack import stack
 
-        from runner.backends.modal_launcher import container_view
+        from runner.backends.modal_paths import container_view
 
         return [f"# worst case (Modal): {job.compute.worst_case}", f"# stack (every Modal image): {stack().summary()}",
                 *container_view(job)]
 
     def shown_job(self, job: Job) -> Job:
         """The containers' view: paths on the Volumes, not this machine's."""
-        from runner.backends.modal_launcher import container_job
-        from runner.compose import DRY_RUN_ID
+        from runner.backends.modal_paths import DRY_RUN_ID, container_job
 
         return container_job(job, DRY_RUN_ID)
 
