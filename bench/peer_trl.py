@@ -70,7 +70,7 @@ def main() -> int:
     imported = time.time() - STARTED
     setting = SETTINGS[args.setting]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    template = sqlqa_template()
+    template = sqlqa_template(args.model)   # the runner's prompt for this model (its chat template, or tags)
     train = [tokenize_example(tokenizer, template, r, 4096) for r in read_jsonl(args.data / "train.jsonl")]
     records = read_jsonl(args.data / "test.jsonl")
     test = [tokenize_example(tokenizer, template, r, 4096) for r in records]

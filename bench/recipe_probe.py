@@ -37,8 +37,17 @@ DEFAULTS = {"bs": 8, "lr": 2e-4, "ep": 3, "r": 16, "alpha": 32, "warmup": 0.05, 
             "evals": 2}
 
 
-def sqlqa_template() -> PromptTemplate:
+def sqlqa_template(model: Path | None = None, prompt: str | None = None) -> PromptTemplate:
+    """The sqlqa group's prompt, as the runner plans it for `model` (runner/chat_prompt.py: through the model's
+    own chat template where `dataset.prompt`, default the group's, says so)."""
+    from runner import chat_prompt
+
     group = yaml.safe_load((ROOT / "conf" / "dataset" / "sqlqa.yaml").read_text())
+    if model is not None:
+        config = {**group, "base_model": str(model)}
+        config["dataset"] = {**group["dataset"], "prompt": prompt or group["dataset"].get("prompt")}
+        chat_prompt.apply(config)
+        group = config
     return PromptTemplate.from_type(group["datasets"][0]["type"])
 
 
@@ -161,7 +170,7 @@ def main() -> int:
     def load():
         return AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16, device_map=device)
 
-    template = sqlqa_template()
+    template = sqlqa_template(args.model)
     train = [tokenize_example(tokenizer, template, r, 4096) for r in read_jsonl(args.data / "train.jsonl")]
     records = read_jsonl(args.data / "test.jsonl")
     test = [tokenize_example(tokenizer, template, r, 4096) for r in records]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runner import memory, schedule, validate
+from runner import chat_prompt, memory, schedule, validate
 from runner.backends.registry import backend_named
 from runner.backends.placement import Placement, place
 from runner.compose import DRY_RUN_ID, ComposedJob, JobOverrides, compose_job, expand_overrides
@@ -58,6 +58,9 @@ class Job:
         for key in DERIVED:   # settled when the job was planned; paths do not change them
             if key in self.config:
                 config[key] = self.config[key]
+        if self.config["dataset"].get("chat_prompt"):   # rendered from the tokenizer when planned
+            config["dataset"]["chat_prompt"] = self.config["dataset"]["chat_prompt"]
+            chat_prompt.use_rendered(config)
         return Job(self.composed, config, self.compute, self.data, self.placement, self.launch, self.cache_key,
                    self.model_notes)
 
@@ -94,6 +97,7 @@ def plan_composed(composed: ComposedJob) -> Job:
     validate.check_build_target(config)
     validate.check_base_model(config, placement.backend, choices.get("model"))
     notes = validate.check_model_files(config, placement.backend)   # architecture, LoRA targets, tokenizer
+    notes += chat_prompt.apply(config)   # an instruct model's prompts through its own chat template
     validate.check_platform_limits(config, placement.backend)
     validate.check_tracker_installed(config, placement.backend)
     validate.check_memory(config, choices, longest)

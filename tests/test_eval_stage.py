@@ -94,10 +94,12 @@ def test_sqlqa_run_gets_base_and_tuned_figures_predictions_and_summary(plan, tmp
         assert figures["eval_loss"] > 0 and figures["perplexity"] > 1 and figures["loss_n"] == 6
         assert 6 <= figures["generated_tokens"] <= 6 * QUICK["max_new_tokens"] and figures["generate_tok_s"] > 0
     # the same weights under both names: the same figures, so prompts and decoding are the same too
-    same = ("exact_match", "execution_accuracy", "eval_loss", "invalid_predictions")
+    same = ("exact_match", "execution_accuracy", "eval_loss", "invalid_predictions", "no_query")
     assert {k: record["base"][k] for k in same} == {k: record["tuned"][k] for k in same}
     labels = [label for label, _ in metrics["summary_lines"]]
-    assert labels == ["exec acc", "exact match", "perplexity", "eval split"]
+    assert labels == ["exec acc", "exact match", "perplexity", "no query", "eval split"]
+    no_query = record["tuned"]["no_query"]   # answers no query could be read from, base → tuned
+    assert dict(metrics["summary_lines"])["no query"] == f"{no_query} → {no_query} of 6 answers  (base → tuned)"
     assert "(base → tuned; " in dict(metrics["summary_lines"])["exec acc"]   # with the gain's interval
     gains = metrics["eval"]["gains"]
     assert set(gains) == {"execution_accuracy", "exact_match", "eval_loss", "perplexity"}

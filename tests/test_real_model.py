@@ -16,9 +16,11 @@ pytestmark = pytest.mark.slow
 sys.path.insert(0, str(ROOT / "bench"))
 
 TRAIN, TEST = 64, 40
-# Measured on this 2-core machine (2026-12-05): 64 records, 3 epochs, 24 steps, 4.5 min start to summary;
-# execution accuracy 0 → 0.114 (4 of the 35 scorable held-out records), held-out loss 1.545 → 0.386
-# (96/60 records: 7.7 min, 0 → 0.214, 1.541 → 0.337). Pinned at two records, room for CPU run-to-run noise.
+# Measured on this 2-core machine (2026-12-05, the [INST] prompt): 64 records, 3 epochs, 24 steps, 4.5 min start
+# to summary; execution accuracy 0 → 0.114 (4 of the 35 scorable held-out records), held-out loss 1.545 → 0.386
+# (96/60 records: 7.7 min, 0 → 0.214, 1.541 → 0.337). Through the model's own chat template (dataset.prompt=auto,
+# 2026-12-07): 0.057 → 0.200 (+5 records; 25 of the base's 40 answers had no query, the tuned model's 0),
+# held-out loss 1.647 → 0.397, 6.7 min. Pinned at two records, room for CPU run-to-run noise.
 MIN_GAIN = 0.05
 
 
@@ -39,6 +41,29 @@ def test_the_gguf_converts_to_a_folder_with_the_right_special_tokens(smollm2):
     assert config.eos_token_id == tokenizer.eos_token_id and config.pad_token_id == tokenizer.pad_token_id
     build = json.loads((smollm2 / "runner-build.json").read_text())["gguf"]
     assert build["source"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and build["dtype"] == "bfloat16"
+
+
+def test_an_instruct_model_s_prompt_is_its_own_chat_template_token_for_token(smollm2, plan):
+    from transformers import AutoTokenizer
+
+    from runner.evals.prompts import PromptTemplate, tokenize_example
+
+    job = plan("model=smollm2", f"base_model={smollm2}")   # dataset.prompt=auto: the folder's tokenizer has one
+    record = {"question": "How many heads are older than 56?", "context": "CREATE TABLE head (age INTEGER)",
+              "answer": "[SQL] SELECT COUNT(*) FROM head WHERE age > 56 [/SQL]"}
+    user = job.config["dataset"]["chat_user"]["format"].format(input=record["context"], instruction=record["question"])
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    turn = [{"role": "user", "content": user}]
+    template = PromptTemplate.from_config(job.config)
+    assert template.prompt(record) == tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+    ids = tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=True)
+    ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    input_ids, labels = tokenize_example(tokenizer, template, record, 2048)
+    assert input_ids[:len(ids)] == ids and set(labels[:len(ids)]) == {-100}   # the answer follows the opened turn
+    assert input_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")      # and ends the turn
+    from recipe_probe import sqlqa_template
+
+    assert sqlqa_template(smollm2) == template   # the peer benchmark (bench/peer_trl.py) prompts the same way
 
 
 def test_the_default_recipe_teaches_the_real_model_sql(smollm2, real_sqlqa, tmp_path):

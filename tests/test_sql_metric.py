@@ -48,7 +48,7 @@ def test_normalize_sql_ignores_case_spacing_quotes_and_semicolon_but_not_literal
 
 def test_exact_prediction_scores_on_both_metrics():
     result = score_record(record("[SQL] SELECT name FROM t WHERE age > 30 [/SQL]"))
-    assert result == {"exact": True, "execution": True, "gold_error": False, "error": None}
+    assert result == {"exact": True, "execution": True, "gold_error": False, "error": None, "query": True}
 
 
 def test_equivalent_query_with_different_text_agrees_on_execution():
@@ -113,7 +113,7 @@ def test_endless_query_is_cut_off_at_the_time_limit():
 def test_empty_input_scores_zero():
     assert score_records([]) == {
         "n": 0, "exact_match": 0.0, "execution_accuracy": 0.0, "executable_n": 0, "gold_errors": 0, "invalid_predictions": 0,
-        "per_record": [],
+        "no_query": 0, "per_record": [],
     }
 
 
@@ -154,3 +154,11 @@ def test_real_data_gold_against_itself_scores_perfectly(real_sqlqa):
     scores = score_records([{**r, "prediction": r["answer"]} for r in records])
     assert scores["execution_accuracy"] == 1.0 and scores["exact_match"] == 1.0
     assert 0 < scores["gold_errors"] < 0.15 * len(records)
+
+
+def test_answers_without_a_query_are_counted():
+    prose = {"question": "q", "context": "CREATE TABLE t (a INTEGER)", "answer": "[SQL] SELECT a FROM t [/SQL]"}
+    scores = score_records([{**prose, "prediction": "The table t has a column a."},
+                            {**prose, "prediction": "CREATE TABLE t (a INTEGER)"},
+                            {**prose, "prediction": "Here it is:\n```sql\nSELECT a FROM t\n```"}])
+    assert scores["no_query"] == 2 and scores["execution_accuracy"] == 1 / 3

@@ -28,7 +28,7 @@ from pathlib import Path
 from runner.datacheck import json_lines
 from runner.errors import UserError, report
 from runner.evals.sql_database import QueryFailed, build_database, parse_schema, run_query
-from runner.evals.sql_text import NUMERIC, extract_sql, has_top_level_order_by, normalize_sql
+from runner.evals.sql_text import NUMERIC, extract_sql, has_top_level_order_by, is_query, normalize_sql
 
 __all__ = ["extract_sql", "normalize_sql", "parse_schema", "build_database", "run_query", "QueryFailed",
            "results_match", "score_record", "score_records", "main"]
@@ -57,7 +57,8 @@ def score_record(record: dict, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> di
     Returns {"exact": bool, "execution": True/False/None, "gold_error": bool, "error": str|None};
     execution is None when the gold query does not run against its own context."""
     gold, predicted = extract_sql(record["answer"]), extract_sql(str(record.get("prediction") or ""))
-    result = {"exact": normalize_sql(gold) == normalize_sql(predicted), "execution": None, "gold_error": False, "error": None}
+    result = {"exact": normalize_sql(gold) == normalize_sql(predicted), "execution": None, "gold_error": False, "error": None,
+              "query": is_query(predicted)}
     schema = parse_schema(record["context"])
     ordered = has_top_level_order_by(gold)
     for seed in FILLING_SEEDS:
@@ -94,6 +95,7 @@ def score_records(records: list[dict], time_limit_s: float = DEFAULT_TIME_LIMIT_
         "executable_n": len(scorable),
         "gold_errors": n - len(scorable),
         "invalid_predictions": sum(d["error"] is not None for d in scorable),
+        "no_query": sum(not d["query"] for d in details),   # answers with no SELECT/WITH query to extract
         "per_record": [{"exact": d["exact"], "execution": None if d["gold_error"] else d["execution"]} for d in details],
     }
 

@@ -12,7 +12,6 @@ _CLOSE_ONLY = re.compile(r"^(.*?)\[/SQL\]", re.S | re.I)
 _FENCED = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)(?:```|$)", re.S | re.I)
 # where a query starts in prose: SELECT, or a WITH clause (WITH name AS ( ...), not the English word
 _QUERY_START = re.compile(r"\bSELECT\b|\bWITH\s+(?:RECURSIVE\s+)?\w+\s*(?:\([^)]*\))?\s*AS\s*\(", re.I)
-_STARTS_AS_SQL = re.compile(r"\s*(?:SELECT|WITH|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|VALUES)\b", re.I)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _TOKEN = re.compile(
     r"""(?P<str>'(?:[^']|'')*'|"(?:[^"]|"")*")
@@ -36,10 +35,23 @@ def extract_sql(text: str) -> str:
         return close_only.group(1).strip()
     fenced = _FENCED.search(text)
     if fenced:
-        return fenced.group(1).strip()
-    start = None if _STARTS_AS_SQL.match(text) else _QUERY_START.search(text)
-    body = text[start.start():] if start else text
-    return _PARAGRAPH_BREAK.split(body.strip(), maxsplit=1)[0].strip()
+        return _the_query(fenced.group(1)).strip()
+    return _PARAGRAPH_BREAK.split(_the_query(text).strip(), maxsplit=1)[0].strip()
+
+
+def is_query(text: str) -> bool:
+    """An extracted answer that is a query (starts with SELECT or a WITH clause), not prose or a schema."""
+    return bool(_QUERY_START.match(text.lstrip()))
+
+
+def _the_query(text: str) -> str:
+    """From the query on: past a sentence of prose, and past the schema's CREATE TABLE statements that
+    small models echo before the query (a SELECT or WITH further on)."""
+    text = text.lstrip()
+    if _QUERY_START.match(text):
+        return text
+    later = _QUERY_START.search(text)
+    return text[later.start():] if later else text
 
 
 def sql_tokens(sql: str) -> list[tuple[str, str]]:

@@ -27,6 +27,10 @@ def summary_lines(record: dict[str, Any]) -> list[list[str]]:
             lines.append([label, f"{base[key]:.{digits}f} → {tuned[key]:.{digits}f}  (base → tuned{interval})"])
         else:
             lines.append([label, f"{tuned[key]:.{digits}f}  (tuned)"])
+    if isinstance(tuned.get("no_query"), int):   # answers a query could not be read from
+        count = f"of {record['n']} answers"
+        lines.append(["no query", f"{base['no_query']} → {tuned['no_query']} {count}  (base → tuned)"
+                      if isinstance(base.get("no_query"), int) else f"{tuned['no_query']} {count}  (tuned)"])
     if lines:
         lines.append(["eval split", f"{record['split']}, {record['n']} records"
                       + (f", {record['engine']} greedy" if record.get("engine") else "")])

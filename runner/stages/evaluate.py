@@ -245,7 +245,7 @@ def _score(run_dir: Path, variant: str, records: list[dict], predictions: list[s
     scores = score_records(scored, settings.sql_time_limit_s)
     write_text(Path(run_dir) / "eval" / f"predictions-{variant}.jsonl",
                "".join(json.dumps({**r, **one}, ensure_ascii=False) + "\n" for r, one in zip(scored, scores["per_record"])))
-    return {key: scores[key] for key in ("exact_match", "execution_accuracy", "invalid_predictions", "gold_errors")}
+    return {key: scores[key] for key in ("exact_match", "execution_accuracy", "invalid_predictions", "gold_errors", "no_query")}
 
 
 def warm_up(config: dict[str, Any]) -> None:
