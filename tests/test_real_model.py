@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT, run_cli
 
@@ -70,11 +71,14 @@ def test_the_default_recipe_teaches_the_real_model_sql(smollm2, real_sqlqa, tmp_
     from quality_data import split
 
     train, test = split(tmp_path / "data", TRAIN, TEST, source=real_sqlqa)
-    done = run_cli("model=smollm2", f"base_model={smollm2}", f"dataset.path={train}", f"dataset.test_path={test}",
+    # no model group: the folder's own config.json and tokenizer say what it is (model=auto, issue 26)
+    done = run_cli(f"base_model={smollm2}", f"dataset.path={train}", f"dataset.test_path={test}",
                    f"runs_root={tmp_path / 'runs'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     run = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir() and not p.name.startswith("_"))
     metrics = json.loads((run / "metrics.json").read_text())
+    job, composed = json.loads((run / "job.json").read_text()), yaml.safe_load((run / "composed.yaml").read_text())
+    assert job["choices"]["model"] == "auto" and composed["dataset"]["chat_prompt"]   # no group; its own chat template
     base, tuned = metrics["eval"]["base"], metrics["eval"]["tuned"]
     assert tuned["execution_accuracy"] - base["execution_accuracy"] >= MIN_GAIN, (base, tuned)
     assert tuned["eval_loss"] < 0.6 * base["eval_loss"], (base, tuned)
