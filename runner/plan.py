@@ -21,10 +21,11 @@ GRACEFUL_STOP = "runner.integrations.graceful_stop.GracefulStopPlugin"
 LAST_EVALUATION = "runner.integrations.last_evaluation.LastEvaluationPlugin"
 
 # What planning derives from the composed config (runner/schedule.py and runner/memory.py: `auto` schedule
-# and memory settings, save/eval schedules; the start-up and graceful-stop plugins); a run's resolution takes
+# and memory settings, save/eval schedules; the start-up and graceful-stop plugins; model=auto's figures read
+# off config.json; the tokenizer's pad); a run's resolution takes
 # them over instead of deriving them again.
 DERIVED = ("num_epochs", "learning_rate", "sequence_len", "micro_batch_size", "gradient_checkpointing",
-           "saves_per_epoch", "evals_per_epoch", "dataset_num_proc", "plugins", "special_tokens")
+           "saves_per_epoch", "evals_per_epoch", "dataset_num_proc", "plugins", "special_tokens", "model_spec")
 
 
 @dataclass

@@ -30,7 +30,9 @@ def test_an_instruct_model_is_prompted_through_its_chat_template(plan):
     assert any(note.startswith("prompt: the model's own chat template (dataset.prompt=auto") for note in job.model_notes)
     # what the eval prompts with is what training saw, and a run's own resolution keeps it
     assert PromptTemplate.from_config(job.config).prompt(RECORD) == expected.format(input=RECORD["context"], instruction=RECORD["question"])
-    assert [f["format"] for f in formats(job.for_run("20261207-000000-x"))] == [expected, expected]
+    run = job.for_run("20261207-000000-x")
+    assert [f["format"] for f in formats(run)] == [expected, expected]
+    assert run.config["model_spec"] == job.config["model_spec"] and run.config["model_spec"]["params_b"]   # model=auto's figures
 
 
 def test_tags_keep_the_group_s_format_and_a_model_without_a_template_keeps_it_too(plan, tmp_path):

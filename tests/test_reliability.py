@@ -7,12 +7,13 @@ import platform
 import re
 import signal
 import subprocess
+import shutil
 import sys
 import time
 
 import pytest
 
-from conftest import run_cli, wait_for_train_steps
+from conftest import ROOT, run_cli, wait_for_train_steps
 
 SEARCH = ("-m", "hparams_search=sql_lora")
 
@@ -102,6 +103,7 @@ def test_a_model_group_for_another_model_is_refused_by_the_dry_run(tmp_path):
     """The issue's new user: a local 135M Llama-architecture folder with model=llama2 got a memory error
     about 32 GiB; the group's figures are read against the folder's config.json first."""
     (tmp_path / "small").mkdir()
+    shutil.copy(ROOT / "tests" / "data" / "small-llama" / "tokenizer_config.json", tmp_path / "small")
     (tmp_path / "small" / "config.json").write_text(json.dumps({
         "model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
         "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152, "tie_word_embeddings": True}))
@@ -205,10 +207,15 @@ def test_a_dry_run_starts_nothing_whatever_the_launcher(tmp_path, args):
 
 
 def test_a_search_whose_trials_all_fail_ends_in_one_line(tmp_path):
-    """Each trial fails at once (the model cannot be downloaded here): the search ends with exit 2 and one
-    line saying so, not Optuna's "No trials are completed yet" traceback."""
-    result = run_cli(*SEARCH, "hydra.sweeper.n_trials=2", "model=pythia", "gpu=cpu", "base_model=no-such-org/no-such-model",
-                     f"runs_root={tmp_path / 'runs'}", cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"}, timeout=300)
+    """Each trial fails early in its train stage (a model folder that passes every check made when it is
+    planned, but holds no weights and no vocabulary): the search ends with exit 2 and one line saying so,
+    not Optuna's "No trials are completed yet" traceback."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer_config.json"):
+        shutil.copy(ROOT / "tests" / "data" / "small-llama" / name, broken)
+    result = run_cli(*SEARCH, "hydra.sweeper.n_trials=2", "gpu=cpu", f"base_model={broken}",
+                     f"runs_root={tmp_path / 'runs'}", cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error: none of the search's 2 trials succeeded: see each trial's line above, or `python -m runner.runs list`" \
         in result.stderr.splitlines() and "Traceback" not in result.stderr
