@@ -174,8 +174,11 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[JobOverrides]
 
 
 def setup() -> None:
-    """What every process that composes needs first: the schema, our sweeper and launcher, resolvers."""
+    """What every process that composes needs first: the schema, our sweeper and launcher, resolvers, and
+    config files read once per process."""
     from omegaconf import OmegaConf
+
+    _read_config_files_once()
 
     from runner.hydra_conf import register as register_hydra_configs
     from runner.schema.config import register as register_schema
@@ -189,6 +192,38 @@ def setup() -> None:
         from runner.gpu_tables import usd_per_gpu_hour
 
         OmegaConf.register_resolver("gpu_price", usd_per_gpu_hour)
+
+
+def _read_config_files_once() -> None:
+    """Hydra reads and parses every YAML file of a composition again for each job (~20 % of a composition:
+    a sweep's, gpu=auto's candidates', the tests' thousands): keep each file's parsed config per process,
+    keyed by its path, size and modification time (an edited file is read again), and hand Hydra a copy."""
+    import copy
+    import os
+
+    from hydra._internal.core_plugins.file_config_source import FileConfigSource
+    from hydra.plugins.config_source import ConfigResult
+
+    original = FileConfigSource.load_config
+    if getattr(original, "reads_once", False):
+        return
+    parsed: dict[tuple, ConfigResult] = {}
+
+    def load_config(self, config_path: str) -> ConfigResult:
+        path = os.path.realpath(os.path.join(self.path, self._normalize_file_name(config_path)))
+        try:
+            stat = os.stat(path)
+        except OSError:   # Hydra's own error for a missing file
+            return original(self, config_path)
+        key = (self.path, config_path, stat.st_size, stat.st_mtime_ns)
+        if key not in parsed:
+            parsed[key] = original(self, config_path)
+        kept = parsed[key]
+        return ConfigResult(config=copy.deepcopy(kept.config), path=kept.path, provider=kept.provider,
+                            header=dict(kept.header), is_schema_source=kept.is_schema_source)
+
+    load_config.reads_once = True
+    FileConfigSource.load_config = load_config
 
 
 def _initialized():

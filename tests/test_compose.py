@@ -149,3 +149,23 @@ def test_model_auto_reads_the_architecture_off_config_json(plan):
     assert plan().choices["model"] == "tiny"   # the embedded default
     with pytest.raises(UserError, match="base_model=no-such-org/no-model: no config.json to read"):
         plan("model=auto", "base_model=no-such-org/no-model", "gpu=a100")
+
+
+def test_config_files_are_parsed_once_and_read_again_when_edited(tmp_path):
+    """runner.compose keeps each YAML file Hydra parses (per process) and hands out copies; an edited file
+    (size or modification time) is parsed again."""
+    import os
+
+    from hydra._internal.core_plugins.file_config_source import FileConfigSource
+
+    from runner.compose import setup
+
+    setup()
+    (tmp_path / "a.yaml").write_text("x: 1\n")
+    source = FileConfigSource(provider="test", path=str(tmp_path))
+    first = source.load_config("a.yaml").config
+    first.x = 99   # Hydra merges into what it loads: a copy each time
+    assert source.load_config("a.yaml").config.x == 1
+    (tmp_path / "a.yaml").write_text("x: 22\n")
+    os.utime(tmp_path / "a.yaml", ns=(1, 1))
+    assert source.load_config("a.yaml").config.x == 22
