@@ -22,34 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
+from runner.models.tokenizer import chat_template, read_json, special_token
 
 CHOICES = ("auto", "chat", "tags")
 CONTENT = "\x00content\x00"   # stands for the user's message while the template renders
-
-
-def template_text(folder: Path) -> str | None:
-    """The tokenizer's chat template (the default one where it names several), as transformers finds it."""
-    config = _json(folder / "tokenizer_config.json").get("chat_template") or _json(folder / "chat_template.json").get("chat_template")
-    if isinstance(config, list):   # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
-        named = {t.get("name"): t.get("template") for t in config if isinstance(t, dict)}
-        config = named.get("default") or next(iter(named.values()), None)
-    if not config and (folder / "chat_template.jinja").is_file():
-        config = (folder / "chat_template.jinja").read_text()
-    return config if isinstance(config, str) and config.strip() else None
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _special(folder: Path, name: str) -> str:
-    value = {**_json(folder / "special_tokens_map.json"), **_json(folder / "tokenizer_config.json")}.get(name)
-    value = value.get("content") if isinstance(value, dict) else value
-    return value if isinstance(value, str) else ""
 
 
 def render(template: str, folder: Path) -> str:
@@ -66,10 +42,10 @@ def render(template: str, folder: Path) -> str:
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
     env.filters["tojson"] = lambda value, **kw: json.dumps(value, ensure_ascii=False, **kw)
     env.globals.update(raise_exception=raise_exception, strftime_now=lambda fmt: "")
-    bos = _special(folder, "bos_token")
+    bos = special_token(folder, "bos_token") or ""
     try:
         text = env.from_string(template).render(messages=[{"role": "user", "content": CONTENT}], add_generation_prompt=True,
-                                                bos_token=bos, eos_token=_special(folder, "eos_token"))
+                                                bos_token=bos, eos_token=special_token(folder, "eos_token") or "")
     except TemplateError as e:
         raise UserError(f"the chat template of {folder} does not render one user message: {e}") from None
     if text.count(CONTENT) != 1:
@@ -81,10 +57,10 @@ def render(template: str, folder: Path) -> str:
 def adds_bos(folder: Path, bos: str) -> bool:
     """The tokenizer puts BOS before any text it tokenizes (tokenizer_config's add_bos_token, or a
     post-processor whose template starts with it): then a template's own BOS would come twice."""
-    config = _json(folder / "tokenizer_config.json")
+    config = read_json(folder / "tokenizer_config.json")
     if "add_bos_token" in config:
         return bool(config["add_bos_token"])
-    processor = _json(folder / "tokenizer.json").get("post_processor") or {}
+    processor = read_json(folder / "tokenizer.json").get("post_processor") or {}
     for step in processor.get("processors") or [processor]:
         single = step.get("single") if isinstance(step, dict) and step.get("type") == "TemplateProcessing" else None
         if single:
@@ -119,7 +95,7 @@ def apply(config: dict[str, Any]) -> list[str]:
     if choice == "tags" or not _formats(config) or not user:
         return []
     folder = _tokenizer_folder(config)
-    template = template_text(folder) if folder else None
+    template = chat_template(folder) if folder else None
     if template is None:
         if choice == "chat":
             where = f"the tokenizer of {folder}" if folder else f"base_model={config.get('base_model')} (not a local folder)"

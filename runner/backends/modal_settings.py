@@ -169,9 +169,9 @@ def model_key(config: dict[str, Any]) -> str:
 
 def describe_stages(config: dict[str, Any]) -> str:
     """Each enabled stage's resources in words, as the containers get them (the dry run's)."""
-    parts = []
+    parts, enabled = [], enabled_stages(config)
     for stage, opts in stage_options(config).items():
-        if not enabled_stages(config)[stage]:
+        if not enabled[stage]:
             continue
         where = opts.gpu or f"CPU ({opts.cpu:g} cores, {opts.memory_mib // 1024} GiB)"
         limit = f"{opts.timeout_s / 3600:g} h" if opts.timeout_s >= 3600 else f"{opts.timeout_s // 60} min"

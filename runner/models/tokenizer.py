@@ -14,7 +14,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
 DEFAULT_TEMPLATE = "tokenizer_default"   # axolotl's chat_template choice: the tokenizer's own template
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -22,7 +22,7 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _token(value: Any) -> str | None:
+def token_text(value: Any) -> str | None:
     """A special token as tokenizer_config.json writes it: a string, or an AddedToken's dict."""
     if isinstance(value, dict):
         value = value.get("content")
@@ -33,12 +33,28 @@ def read_tokenizer(folder: Path) -> dict[str, Any] | None:
     """{"eos", "pad", "chat_template"} of the tokenizer in `folder`; None when there is none."""
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         return None
-    config = _read(folder / "tokenizer_config.json")
-    tokens = {**_read(folder / "special_tokens_map.json"), **{k: v for k, v in config.items() if v is not None}}
-    template = config.get("chat_template") or _read(folder / "chat_template.json").get("chat_template")
+    config = read_json(folder / "tokenizer_config.json")
+    tokens = {**read_json(folder / "special_tokens_map.json"), **{k: v for k, v in config.items() if v is not None}}
+    return {"eos": token_text(tokens.get("eos_token")), "pad": token_text(tokens.get("pad_token")),
+            "chat_template": chat_template(folder) is not None}
+
+
+def special_token(folder: Path, name: str) -> str | None:
+    """A special token's text (bos_token, eos_token, ...) as tokenizer_config.json or special_tokens_map.json name it."""
+    return token_text({**read_json(folder / "special_tokens_map.json"), **read_json(folder / "tokenizer_config.json")}.get(name))
+
+
+def chat_template(folder: Path) -> str | None:
+    """The tokenizer's chat template (the default one where it names several), where transformers finds it:
+    tokenizer_config.json, chat_template.json or chat_template.jinja."""
+    template = read_json(folder / "tokenizer_config.json").get("chat_template") \
+        or read_json(folder / "chat_template.json").get("chat_template")
+    if isinstance(template, list):   # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default") or next(iter(named.values()), None)
     if not template and (folder / "chat_template.jinja").is_file():
-        template = "chat_template.jinja"
-    return {"eos": _token(tokens.get("eos_token")), "pad": _token(tokens.get("pad_token")), "chat_template": bool(template)}
+        template = (folder / "chat_template.jinja").read_text()
+    return template if isinstance(template, str) and template.strip() else None
 
 
 def needs_chat_template(config: dict[str, Any]) -> bool:
