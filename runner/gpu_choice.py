@@ -54,6 +54,7 @@ class GpuChoice:
     budget_usd: float | None
     candidates: list[Candidate]              # ranked: eligible by cost then time, then the rejected
     fallbacks: list[str] = field(default_factory=list)   # Modal GPU strings: the chosen's, then stand-ins
+    #                                                    (the job's gpu.fallbacks: Modal's fallback list)
 
     def to_json(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "deadline_h": self.deadline_h, "budget_usd": self.budget_usd,
@@ -116,8 +117,15 @@ def choose(composed: ComposedJob) -> tuple[GpuChoice, ComposedJob]:
                                   if group_of[c.option] == group_of[chosen.option] and c.card_gib >= chosen.need_gib
                                   and parse_modal_gpu(c.modal)[1] == parse_modal_gpu(chosen.modal)[1]]
     choice = GpuChoice(chosen.option, deadline, budget, [*eligible, *rejected], list(dict.fromkeys(fallbacks)))
-    final = composed_for.get(chosen.option) or compose_job(JobOverrides([*base, f"gpu={chosen.option}"],
-                                                                        composed.overrides))
+    # the stand-ins go to Modal with the job (gpu.fallbacks), unless the user named their own
+    stand_ins = [] if any(o.lstrip("+~").startswith("gpu.fallbacks=") for o in base) else choice.fallbacks[1:]
+    if stand_ins:
+        listed = ",".join(f"'{gpu}'" for gpu in stand_ins)
+        final = compose_job(JobOverrides([*base, f"gpu={chosen.option}", f"++gpu.fallbacks=[{listed}]"],
+                                         composed.overrides))
+    else:
+        final = composed_for.get(chosen.option) or compose_job(JobOverrides([*base, f"gpu={chosen.option}"],
+                                                                            composed.overrides))
     final.gpu_choice = choice
     return choice, final
 

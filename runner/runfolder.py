@@ -188,6 +188,12 @@ class RunFolder:
         entry.update(extra)
         write_json(self.path / "status.json", status)
 
+    def note_stage(self, stage: str, **extra: Any) -> None:
+        """Add facts to a stage's entry (the GPU it got, ...) without changing its state."""
+        status = self.status()
+        status["stages"].setdefault(stage, {}).update(extra)
+        write_json(self.path / "status.json", status)
+
     def set_state(self, state: str, **extra: Any) -> None:
         status = self.status()
         status["state"] = state

@@ -9,10 +9,13 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from fakes.modal_server import modal_server  # noqa: F401 - the fixture
+from runner.backends.modal_settings import describe_stages
 from runner.compose import expand_overrides, compose_job
 from runner.errors import UserError
 from runner.gpu_choice import choose
 from runner.gpu_tables import prices, speed, usd_per_gpu_hour
+from runner.settings import STAGES
 
 # Llama-3-70B's figures (its config.json), over the llama3 group's 8B ones
 LLAMA_70B = ["model=llama3", "model_spec.params_b=70.6", "model_spec.active_params_b=70.6", "model_spec.hidden_size=8192",
@@ -216,14 +219,92 @@ def test_the_fallbacks_are_the_next_options_meeting_the_deadline_that_run_the_sa
     for c in choice.candidates:
         same_job = c.rejected is None and c.card_gib >= chosen.need_gib and c.modal.partition(":")[2] == chosen.modal.partition(":")[2]
         assert (c.modal in choice.fallbacks) == same_job or c.modal == chosen.modal, c
-    # the train stage asks Modal for the chosen card: Modal 1.3's Cls.with_options takes one GPU, not a list
-    # (its client refuses the list before anything is sent), so the fallbacks are recorded, not yet sent
+    # the job carries them (gpu.fallbacks) to every stage on its GPUs; the dry run says so
+    assert job.config["gpu"]["fallbacks"] == choice.fallbacks[1:]
     request = modal_launcher.job_request(job, 1, "run-1", modal_app.runs_dir(), modal_app.pretrained_dir())
-    assert request["options"]["train"]["gpu"] == chosen.modal
-    from modal.exception import InvalidError
+    for stage in ("train", "eval"):
+        assert [request["options"][stage]["gpu"], *request["options"][stage]["fallbacks"]] == choice.fallbacks
+    assert request["options"]["merge"]["fallbacks"] == []
+    assert f"train {' or '.join(choice.fallbacks)}, " in describe_stages(job.config)
 
-    with pytest.raises(InvalidError, match="Invalid GPU config"):
-        modal_app.Train.with_options(gpu=choice.fallbacks)
+
+def test_the_fallback_list_reaches_modal_as_the_gpu_stages_declared_list(plan, modal_server, monkeypatch):  # noqa: F811
+    """Modal 1.3 takes a GPU list where a class is declared (Cls.with_options takes one GPU): the launch declares
+    the train and eval classes with its jobs' list, and their calls then name no GPU of their own; jobs that
+    want different lists each ask for their first GPU."""
+    import importlib
+
+    from runner.backends import modal_app, modal_launcher
+
+    auto = plan("model=mistral", "adapter=qlora", "gpu=auto", "backend=modal", "deadline_h=0.1")
+    gpus = auto.composed.gpu_choice.fallbacks
+    settings = modal_launcher.sweep_settings([auto, auto])
+    assert settings.gpu_fallbacks == tuple(gpus)
+    monkeypatch.setenv("RUNNER_MODAL_SETTINGS", settings.to_json())
+    app = importlib.reload(modal_app)
+    try:
+        request = modal_launcher.job_request(auto, 1, "run-1", app.runs_dir(), app.pretrained_dir())
+        with modal_server.intercept() as ctx, app.app.run():
+            for stage in STAGES:
+                app.stage_instance(request, stage).run.hydrate()
+        created = {r.function_data.ranked_functions[0].function.function_name if r.HasField("function_data")
+                   else r.function.function_name: r for r in ctx.get_requests("FunctionCreate")}
+        for name in ("Train.*", "Eval.*"):
+            ranked = sorted(created[name].function_data.ranked_functions, key=lambda r: r.rank)
+            declared = [(r.function.resources.gpu_config.gpu_type, r.function.resources.gpu_config.count) for r in ranked]
+            assert declared == [(g.partition(":")[0], int(g.partition(":")[2] or 1)) for g in gpus], name
+        binds = dict(zip(STAGES, (r.function_options for r in ctx.get_requests("FunctionBindParams"))))
+        for stage in ("train", "eval"):   # no GPU of the call's own: the declared list applies
+            assert not binds[stage].resources.gpu_config.gpu_type, stage
+            assert binds[stage].timeout_secs == request["options"][stage]["timeout_s"]
+        assert binds["merge"].resources.milli_cpu == 8000
+    finally:
+        monkeypatch.delenv("RUNNER_MODAL_SETTINGS")
+        importlib.reload(modal_app)
+    # jobs that want different lists: none declared, each call names its own first GPU
+    other = plan("model=mistral", "adapter=qlora", "gpu=h100", "backend=modal", "gpu.fallbacks=[A100-80GB]")
+    assert modal_launcher.sweep_settings([auto, other]).gpu_fallbacks == ()
+    assert modal_launcher.sweep_settings([other]).gpu_fallbacks == ("H100", "A100-80GB")
+
+
+@pytest.mark.parametrize("fallbacks,message", [
+    ("[H100:2]", "gpu.fallbacks: H100:2 has 2 GPU(s) and the job trains on 1 (A100-80GB): a stand-in must have as many (e.g. H100)"),
+    ("[A100-90GB]", "gpu.fallbacks: unknown Modal GPU 'A100-90GB'"),
+])
+def test_a_fallback_list_that_cannot_stand_in_is_one_line(cli, fallbacks, message):
+    result = cli("backend=modal", "gpu=a100", f"gpu.fallbacks={fallbacks}", "dry_run=true")
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_stage_records_the_card_it_got_and_the_cost_is_that_card_s(tmp_path, monkeypatch):
+    """In the container the stage reads nvidia-smi, names which of its GPUs Modal gave it; the run's cost
+    prices that card (conf/gpu_prices.yaml), not the one asked for first."""
+    from runner.backends import placement
+    from runner.backends.modal_records import gpu_usage, stage_gpus, write_modal_record
+    from runner.gpu_tables import usd_per_gpu_hour
+    from runner.records import write_json
+    from runner.runfolder import RunFolder
+
+    a100 = placement.LocalGpu(0, "NVIDIA A100-SXM4-80GB", 79.2)
+    assert placement.modal_card((a100,), ["H100", "A100-80GB"]) == "A100-80GB"
+    assert placement.modal_card((a100,), ["H100", "A100-40GB"]) == "A100-40GB"   # a bigger card serves
+    assert placement.modal_card((a100, a100), ["H100:2", "A100-80GB:2"]) == "A100-80GB:2"
+    assert placement.modal_card((a100,), ["H100:2", "A100-80GB:2"]) is None
+    assert placement.modal_card((placement.LocalGpu(0, "NVIDIA A100-SXM4-40GB", 39.4),), ["A100-80GB"]) is None
+
+    run = tmp_path / "run"
+    write_json(run / "status.json", {"state": "running", "stages": {
+        "train": {"state": "succeeded", "started": "2026-12-07T01:00:00", "ended": "2026-12-07T02:00:00"},
+        "eval": {"state": "succeeded", "started": "2026-12-07T02:00:00", "ended": "2026-12-07T02:30:00"}}})
+    write_modal_record(run, {"usd_per_gpu_hour": 3.95, "options": {
+        "train": {"gpu": "H100", "fallbacks": ["A100-80GB"]}, "eval": {"gpu": "H100", "fallbacks": ["A100-80GB"]},
+        "merge": {"gpu": None}}})
+    assert gpu_usage(run) == (1.5, pytest.approx(1.5 * 3.95))
+    folder = RunFolder(run)
+    folder.note_stage("train", gpu="A100-80GB")
+    assert folder.status()["stages"]["train"]["state"] == "succeeded"
+    assert stage_gpus(run) == {"train": "A100-80GB", "eval": "H100"}
+    assert gpu_usage(run) == (1.5, pytest.approx(usd_per_gpu_hour("A100-80GB") + 0.5 * 3.95))
 
 
 # ---- goal 5: sweeps choose per job ---------------------------------------------------------------------------------

@@ -45,9 +45,9 @@ def test_app_images_volumes_and_functions_build_without_network():
     assert set(modal_app.app.registered_classes) == {"Prepare", "Preprocess", "Train", "Merge", "Eval"}
     assert "sweep" in modal_app.app.registered_functions
     assert list(modal_app.STAGE_CLASSES) == list(STAGES)
-    # only names and images travel in the image environment, never a secret value
+    # only names, images and GPU strings travel in the image environment, never a secret value
     assert set(json.loads(settings.to_json())) == {"app_name", "pretrained_volume", "runs_volume", "hf_secret",
-                                                   "wandb_secret"}
+                                                   "wandb_secret", "gpu_fallbacks"}
 
 
 def test_app_settings_come_from_the_launcher(monkeypatch):

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from fakes.modal_server import (env_of, functions, modal_server, mounted_files,  # noqa: F401 - the fixture
+from fakes.modal_server import (created_function, env_of, functions, modal_server, mounted_files,  # noqa: F401 - the fixture
                                 start_in_subprocess, started)
 from modal_proto import api_pb2
 
@@ -39,7 +39,7 @@ def test_every_function_and_class_of_the_training_app_loads_through_the_modal_cl
     (publish,) = [request for method, request in calls if method == "AppPublish"]
     assert set(publish.function_ids) == set(app.registered_functions)
     assert set(publish.class_ids) == set(app.registered_classes) == {cls.__name__ for cls in modal_app.STAGE_CLASSES.values()}
-    definitions = {r.function.function_name: r.function for method, r in calls if method == "FunctionCreate"}
+    definitions = {created_function(r).function_name: created_function(r) for method, r in calls if method == "FunctionCreate"}
     created = functions(calls)
     assert set(created) == set(app.registered_functions)
     for name, function in created.items():
@@ -65,7 +65,8 @@ def test_every_function_and_class_of_the_training_app_loads_through_the_modal_cl
 
 
 SETTINGS_WITH_HF = json.dumps({"app_name": "runner-hf", "pretrained_volume": "p", "runs_volume": "r",
-                               "hf_secret": "huggingface", "wandb_secret": None}, sort_keys=True)   # as to_json()
+                               "hf_secret": "huggingface", "wandb_secret": None,
+                               "gpu_fallbacks": ["H100:2", "A100-80GB:2"]}, sort_keys=True)   # as to_json()
 
 
 @pytest.mark.parametrize("module,env,secrets", [
@@ -84,6 +85,12 @@ def test_every_app_as_modal_deploy_would_start_it(module, env, secrets):
         assert 0 < function["timeout_s"] <= MAX_TIMEOUT_H * 3600 and function["retries"] <= MAX_RETRIES
         assert function["secrets"] == secrets * (name != "sweep") and function["mounts"] >= 2
         assert {**function["env"], **env} == function["env"]   # the containers declare the same objects
+        for gpu in function["gpus"]:
+            card, _, count = (gpu or "").partition(":")
+            assert not card or (card in MODAL_GPU_TYPES and 1 <= int(count or 1) <= MAX_GPUS), (name, gpu)
+    if module == "runner.backends.modal_app":   # the launch's GPU fallback list, declared with the GPU stages
+        gpus = {name: function["gpus"] for name, function in app["functions"].items()}
+        assert gpus["Train.*"] == gpus["Eval.*"] == ["H100:2", "A100-80GB:2"] and gpus["Merge.*"] == [None]
 
 
 def test_every_job_s_stage_options_bind_through_the_modal_client(modal_server, plan):  # noqa: F811

@@ -145,6 +145,12 @@ def run_stage_in_container(request: dict[str, Any], stage: str) -> dict[str, Any
     folder = RunFolder(runs_dir() / request["run_id"])
     for skipped, reason in (request.get("skipped") or {}).items():
         folder.set_stage(skipped, "skipped", reason=reason)
+    if request.get("gpus"):   # which of the GPUs it asked for (its fallback list) Modal gave it: its cost
+        from runner.backends.placement import local_gpus, modal_card
+
+        got = modal_card(local_gpus(), request["gpus"])
+        if got:
+            folder.note_stage(stage, gpu=got)
     try:
         with _committing_every(5 * MINUTES, runs_volume):
             result = run_stage(folder, stage)
@@ -177,7 +183,11 @@ class Preprocess:
 
 # train: the job's GPUs (gpu group), one process per GPU; retried attempts resume from the latest
 # checkpoint on the runs Volume (auto_resume_from_checkpoints).
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu="A100-80GB", timeout=12 * HOURS)
+# Modal's fallback list where the launch declares one (ModalSettings.gpu_fallbacks): the first available
+STAGE_GPUS: Any = list(settings.gpu_fallbacks) or "A100-80GB"
+
+
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu=STAGE_GPUS, timeout=12 * HOURS)
 class Train:
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +205,7 @@ class Merge:
 
 
 # eval: generation on the held-out split with vLLM (in the image), on the job's GPUs.
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu="A100-80GB", timeout=60 * MINUTES)
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu=STAGE_GPUS, timeout=60 * MINUTES)
 class Eval:
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +219,9 @@ STAGE_CLASSES: dict[str, modal.Cls] = {
 
 def modal_options(options: StageOptions) -> dict[str, Any]:
     """StageOptions (plain data) → Cls.with_options keywords."""
-    resources = {"gpu": options.gpu, "cpu": options.cpu, "memory": options.memory_mib}
+    # a GPU named here replaces the class's: not where the class declares this call's fallback list
+    resources = {"gpu": None if settings.declares(options) else options.gpu, "cpu": options.cpu,
+                 "memory": options.memory_mib}
     return {
         "scaledown_window": 10,   # a container serves one stage call: don't keep GPUs idling after it
         "timeout": options.timeout_s,
@@ -239,7 +251,10 @@ def stage_instance(job: dict[str, Any], stage: str) -> Any:
 
 
 def call_stage(job: dict[str, Any], stage: str, skipped: dict[str, str]) -> dict[str, Any]:
-    return stage_instance(job, stage).run.remote({"run_id": job["run_id"], "stage": stage, "skipped": skipped})
+    options = job["options"][stage]
+    gpus = [options["gpu"], *options.get("fallbacks", ())] if options["gpu"] else []
+    return stage_instance(job, stage).run.remote({"run_id": job["run_id"], "stage": stage, "skipped": skipped,
+                                                  "gpus": gpus})
 
 
 # ---- the sweep: creates the run folders, runs every job's stages, records how each ended -------

@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ def sweep_settings(jobs: list[Job]) -> ms.ModalSettings:
     if len(settings) > 1:
         raise UserError("one sweep must use one Modal app: backend.app_name, images, volumes and secrets "
                         "cannot vary between its jobs")
+    lists = {(train.gpu, *train.fallbacks) for train in (ms.stage_options(job.config)["train"] for job in jobs)}
+    if len(lists) == 1 and len(next(iter(lists))) > 1:   # Modal's fallback list, declared with the classes
+        return replace(settings.pop(), gpu_fallbacks=lists.pop())
+    if any(len(gpus) > 1 for gpus in lists):
+        print("note: these jobs want different GPU fallback lists, and Modal 1.3 takes a list only where a class "
+              "is declared: each job asks for its first GPU only", file=sys.stderr)
     return settings.pop()
 
 
@@ -72,7 +79,7 @@ def job_request(job: Job, index: int, run_id: str, runs_dir: Path, pretrained_di
         "run_id": run_id,
         "records": records(remote),
         "stages": ms.enabled_stages(remote.config),
-        "options": {stage: vars(opts) | {"secrets": list(opts.secrets)}
+        "options": {stage: vars(opts) | {"secrets": list(opts.secrets), "fallbacks": list(opts.fallbacks)}
                     for stage, opts in ms.stage_options(remote.config).items()},
         "model_key": ms.model_key(remote.config),
         # the key the run folder itself has in its container (runner/prepared.py: data_key)

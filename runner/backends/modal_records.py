@@ -73,15 +73,33 @@ def _hours(entry: dict[str, Any]) -> float:
     return (stage_seconds(entry) or 0.0) / 3600
 
 
+def stage_gpus(run_dir: Path) -> dict[str, str]:
+    """Each GPU stage's Modal GPU string: the one it got (a stand-in from its fallback list, recorded in the
+    container), else the one it asked for."""
+    record = modal_record(run_dir) or {}
+    stages = read_json(Path(run_dir) / "status.json", {"stages": {}})["stages"]
+    return {stage: stages.get(stage, {}).get("gpu") or options["gpu"]
+            for stage, options in (record.get("options") or {}).items() if options.get("gpu")}
+
+
 def gpu_usage(run_dir: Path) -> tuple[float | None, float | None]:
     """(GPU-hours, cost in USD) of a Modal run from its stages' wall times; (None, None) for local runs.
 
-    Cost prices every GPU stage at the job's own GPU price (gpu.usd_per_hour), the usual case."""
+    A stage on the job's own card costs the job's price (gpu.usd_per_hour); one on another card (a stand-in
+    from the fallback list, backend.merge_gpu or eval_gpu) that card's price in conf/gpu_prices.yaml."""
+    from runner.gpu_tables import usd_per_gpu_hour
+
     record = modal_record(run_dir)
     if not record:
         return None, None
     status = read_json(Path(run_dir) / "status.json", {"stages": {}})
-    hours = sum(_hours(status["stages"].get(stage, {})) * _gpu_count(options.get("gpu"))
-                for stage, options in (record.get("options") or {}).items())
+    hours = cost = 0.0
     price = record.get("usd_per_gpu_hour")
-    return hours, (hours * price if price is not None else None)
+    job_card = ((record["options"].get("train") or {}).get("gpu") or "").partition(":")[0]
+    for stage, gpu in stage_gpus(run_dir).items():
+        gpu_hours = _hours(status["stages"].get(stage, {})) * _gpu_count(gpu)
+        card = gpu.partition(":")[0]
+        stage_price = price if card == job_card else usd_per_gpu_hour(card)
+        hours += gpu_hours
+        cost = None if cost is None or stage_price is None else cost + gpu_hours * stage_price
+    return hours, cost

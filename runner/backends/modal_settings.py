@@ -35,13 +35,22 @@ class ModalSettings:
     runs_volume: str
     hf_secret: str | None
     wandb_secret: str | None
+    # Modal's GPU fallback list ([gpu, *gpu.fallbacks]) for the train and eval classes: Modal 1.3 takes a list
+    # only where a class is declared (Cls.with_options takes one GPU), so it is declared when every job of the
+    # launch asks for the same list; empty: each call names its own GPU.
+    gpu_fallbacks: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModalSettings:
-        return cls(**json.loads(text))
+        values = json.loads(text)
+        return cls(**{**values, "gpu_fallbacks": tuple(values.get("gpu_fallbacks") or ())})
+
+    def declares(self, options: StageOptions) -> bool:
+        """Does the stage's class declare this call's GPU list (so the call must not name a GPU)?"""
+        return bool(options.fallbacks) and (options.gpu, *options.fallbacks) == self.gpu_fallbacks
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class StageOptions:
     timeout_s: int
     retries: int
     secrets: tuple[str, ...]  # Modal Secret names
+    fallbacks: tuple[str, ...] = ()   # GPU strings to take instead when `gpu`'s are not available, in order
 
 
 def _backend(config: dict[str, Any]) -> dict[str, Any]:
@@ -119,25 +129,42 @@ def stage_options(config: dict[str, Any]) -> dict[str, StageOptions]:
     retries = backend.get("retries")
     if not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
         raise UserError(f"backend.retries must be 0-{MAX_RETRIES}, got {retries!r}")
+    fallbacks = _fallbacks(config["gpu"].get("fallbacks") or [], train_gpu)
     merge_gpu = _gpu(backend.get("merge_gpu"), "backend.merge_gpu")
-    eval_gpu = _gpu(backend.get("eval_gpu"), "backend.eval_gpu") or train_gpu
+    eval_gpu = _gpu(backend.get("eval_gpu"), "backend.eval_gpu")
     memory_gib = backend.get("merge_memory_gib")
     if merge_gpu is None and (not isinstance(memory_gib, (int, float)) or memory_gib <= 0):
         raise UserError(f"backend.merge_memory_gib must be a positive number, got {memory_gib!r}")
 
     def opts(stage: str, gpu: str | None, cpu: float | None = None, memory_mib: int | None = None,
-             timeout_s: int | None = None, stage_retries: int = 0) -> StageOptions:
+             timeout_s: int | None = None, stage_retries: int = 0, stand_ins: tuple[str, ...] = ()) -> StageOptions:
         return StageOptions(gpu=gpu, cpu=cpu, memory_mib=memory_mib, timeout_s=timeout_s or _minutes(backend, stage),
-                            retries=stage_retries, secrets=secret_names(config, stage))
+                            retries=stage_retries, secrets=secret_names(config, stage), fallbacks=stand_ins)
 
     return {
         "prepare": opts("prepare", None, **CPU_STAGE),
         "preprocess": opts("preprocess", None, **CPU_STAGE),
-        "train": opts("train", train_gpu, timeout_s=int(timeout_h * 3600), stage_retries=retries),
+        "train": opts("train", train_gpu, timeout_s=int(timeout_h * 3600), stage_retries=retries, stand_ins=fallbacks),
         "merge": (opts("merge", merge_gpu) if merge_gpu else
                   opts("merge", None, cpu=8.0, memory_mib=int(memory_gib * 1024))),
-        "eval": opts("eval", eval_gpu),
+        # the eval stage runs on the job's GPUs (and their stand-ins) unless backend.eval_gpu names others
+        "eval": opts("eval", eval_gpu) if eval_gpu else opts("eval", train_gpu, stand_ins=fallbacks),
     }
+
+
+def _fallbacks(listed: list[Any], train_gpu: str) -> tuple[str, ...]:
+    """gpu.fallbacks as Modal GPU strings, each with as many GPUs as the job trains on (one process each)."""
+    count = parse_modal_gpu(train_gpu)[1]
+    stand_ins = []
+    for entry in listed:
+        gpu = _gpu(entry, "gpu.fallbacks")
+        if parse_modal_gpu(gpu)[1] != count:
+            raise UserError(f"gpu.fallbacks: {entry} has {parse_modal_gpu(gpu)[1]} GPU(s) and the job trains on "
+                            f"{count} ({train_gpu}): a stand-in must have as many (e.g. {gpu.partition(':')[0]}"
+                            f"{f':{count}' if count > 1 else ''})")
+        if gpu != train_gpu:
+            stand_ins.append(gpu)
+    return tuple(dict.fromkeys(stand_ins))
 
 
 def max_parallel(config: dict[str, Any]) -> int:
@@ -174,6 +201,7 @@ def describe_stages(config: dict[str, Any]) -> str:
         if not enabled[stage]:
             continue
         where = opts.gpu or f"CPU ({opts.cpu:g} cores, {opts.memory_mib // 1024} GiB)"
+        where += "".join(f" or {gpu}" for gpu in opts.fallbacks)
         limit = f"{opts.timeout_s / 3600:g} h" if opts.timeout_s >= 3600 else f"{opts.timeout_s // 60} min"
         attempts = f" × {opts.retries + 1} attempts" if opts.retries else ""
         parts.append(f"{stage} {where}, {limit}{attempts}")

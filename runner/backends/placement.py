@@ -79,6 +79,17 @@ def card_matches(gpu: LocalGpu, modal_name: str, memory_gib: float) -> bool:
     return gpu.memory_gib >= MEMORY_SLACK * float(memory_gib)
 
 
+def modal_card(gpus: tuple[LocalGpu, ...], asked: list[str]) -> str | None:
+    """Which of the Modal GPU strings a stage asked for (its fallback list) these cards are: the first that
+    matches ('A100-80GB:2'); None if none does (or no GPU is visible)."""
+    for option in asked:
+        card, count = parse_modal_gpu(option)
+        size = re.search(r"-(\d+)GB$", card)   # A100-80GB and A100-40GB differ by memory alone
+        if sum(card_matches(g, card, int(size.group(1)) if size else 0) for g in gpus) >= count:
+            return option
+    return None
+
+
 def describe(gpus: tuple[LocalGpu, ...] | list[LocalGpu]) -> str:
     if not gpus:
         return "no GPU"

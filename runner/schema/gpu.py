@@ -19,6 +19,9 @@ class GpuSpec:
     flash_attention: bool = False        # FlashAttention kernels run on it (Ampere and newer)
     peak_tflops: float = MISSING         # dense 16-bit, per GPU: time and MFU estimates
     usd_per_hour: float = 0.0            # per GPU, Modal on-demand: cost estimates (conf/gpu_prices.yaml)
+    # Modal: GPU strings to run on instead, in order, when `modal`'s cards are not available (as many GPUs;
+    # gpu=auto fills it with the options that also fit and meet the deadline). The run records what it got.
+    fallbacks: list[str] = field(default_factory=list)
     # gpu=auto only (conf/gpu/auto.yaml, runner/gpu_choice.py): the options to choose from (null: every
     # option with a Modal GPU), and $/h per GPU by Modal GPU type over conf/gpu_prices.yaml
     auto: bool = False

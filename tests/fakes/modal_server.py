@@ -144,10 +144,13 @@ class ModalServer(api_grpc.ModalClientBase):
             handle_metadata=handle_metadata(r.function_name, r.function_type, r.method_definitions, r.webhook_config)))
 
     async def FunctionCreate(self, stream):
-        await self.answer(stream, lambda r: api_pb2.FunctionCreateResponse(
-            function_id=r.existing_function_id or self.new("fu"),
-            handle_metadata=handle_metadata(r.function.function_name, r.function.function_type,
-                                            r.function.method_definitions, r.function.webhook_config)))
+        def reply(r: api_pb2.FunctionCreateRequest) -> api_pb2.FunctionCreateResponse:
+            f = created_function(r)
+            return api_pb2.FunctionCreateResponse(
+                function_id=r.existing_function_id or self.new("fu"),
+                handle_metadata=handle_metadata(f.function_name, f.function_type, f.method_definitions, f.webhook_config))
+
+        await self.answer(stream, reply)
 
     async def ClassCreate(self, stream):
         await self.answer(stream, api_pb2.ClassCreateResponse(class_id=self.new("cs")))
@@ -232,16 +235,29 @@ def env_of(image: api_pb2.Image) -> dict[str, str]:
     return {key: "".join(shlex.split(value)) for key, _, value in pairs}
 
 
+def created_function(request: api_pb2.FunctionCreateRequest) -> api_pb2.Function:
+    """The function a FunctionCreate defines: its one definition, or (a GPU fallback list) the first ranked one."""
+    if request.HasField("function_data"):
+        return request.function_data.ranked_functions[0].function
+    return request.function
+
+
+def gpu_string(gpu: api_pb2.GPUConfig) -> str | None:
+    return (gpu.gpu_type + (f":{gpu.count}" if gpu.count > 1 else "")) or None
+
+
 def functions(calls: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each created function (a class is its service function, `Train.*`) as the server received it."""
+    """Each created function (a class is its service function, `Train.*`) as the server received it; `gpus`:
+    its GPU fallback list in rank order (one entry without one)."""
     created = {}
     for method, request in calls:
         if method != "FunctionCreate":
             continue
-        f = request.function
-        gpu = f.resources.gpu_config
+        f = created_function(request)
+        ranked = sorted(request.function_data.ranked_functions, key=lambda r: r.rank) if request.HasField("function_data") else []
         created[f.function_name] = {
-            "image": f.image_id, "gpu": (gpu.gpu_type + (f":{gpu.count}" if gpu.count > 1 else "")) or None,
+            "image": f.image_id, "gpu": gpu_string(f.resources.gpu_config),
+            "gpus": [gpu_string(r.function.resources.gpu_config) for r in ranked] or [gpu_string(f.resources.gpu_config)],
             "timeout_s": f.timeout_secs, "retries": f.retry_policy.retries, "web": bool(f.webhook_config.type),
             "volumes": sorted(v.mount_path for v in f.volume_mounts), "secrets": len(f.secret_ids),
             "methods": sorted(f.method_definitions), "mounts": len(f.mount_ids),
