@@ -122,9 +122,47 @@ def test_a_hidden_package_is_skipped_by_availability_checks_and_still_imports_wh
         from transformers.utils import is_sklearn_available, is_torchao_available
         skipped = {name: name in sys.modules for name in ("sklearn", "torchao")}
         import sklearn   # an explicit import is not an availability check
-        print(json.dumps({"hidden": hidden, "again": unused_packages.hide(["scipy"]), "loaded": skipped,
+        print(json.dumps({"hidden": hidden, "again": unused_packages.hide(["sklearn"]), "loaded": skipped,
                           "available": [is_sklearn_available(), is_torchao_available()], "imports": sklearn.__name__}))
     """)
     assert found["hidden"] == ["sklearn", "torchao"] and found["again"] == []
     assert found["loaded"] == {"sklearn": False, "torchao": False} and found["available"] == [False, False]
     assert found["imports"] == "sklearn"
+
+
+def test_packages_imported_without_asking_are_blocked_only_where_the_job_cannot_use_them(tmp_path):
+    from runner.stages.unused_packages import BLOCKED
+
+    def blocked(config_json, **config):
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config_json))
+        return sorted(name for name, needed in BLOCKED.items() if not needed({"base_model": str(folder), **config}))
+
+    assert blocked({"model_type": "llama"}) == ["fla", "torchvision"]              # a text model, attention only
+    assert blocked({"model_type": "qwen3_next"}) == ["torchvision"]                # linear-attention layers: fla's
+    assert blocked({"model_type": "llava", "vision_config": {}}) == ["fla"]        # images: torchvision's
+    assert blocked({"model_type": "llama"}, processor_type="AutoProcessor") == ["fla"]
+    assert sorted(n for n, needed in BLOCKED.items() if not needed({"base_model": "not/here"})) == ["torchvision"]
+
+
+def test_a_blocked_package_imports_as_if_not_installed_and_transformers_falls_back():
+    found = run_python("""
+        import json, sys
+        from runner.stages import unused_packages
+        blocked = unused_packages.block(["fla", "torchvision"])
+        try:
+            import torchvision
+            error = None
+        except ImportError as e:
+            error = type(e).__name__
+        import importlib.util
+        import transformers.models.llama.modeling_llama   # its kernel decorators ask for fla: torch code instead
+        from transformers.utils import is_torchvision_available
+        print(json.dumps({"blocked": blocked, "error": error, "again": unused_packages.block(["fla"]),
+                          "spec": importlib.util.find_spec("torchvision") is None,
+                          "available": is_torchvision_available(),
+                          "loaded": [name in sys.modules for name in ("fla", "torchvision")]}))
+    """)
+    assert found["blocked"] == ["fla", "torchvision"] and found["error"] == "ModuleNotFoundError" and found["again"] == []
+    assert found["available"] is False and found["loaded"] == [False, False]

@@ -10,6 +10,13 @@ config does not need from that availability check: `find_spec` answers None for 
 installed. An explicit `import` of a hidden package still works (importlib's own machinery does not ask
 `importlib.util.find_spec`), so code that needs one without asking first loses nothing but time.
 
+Two more are imported explicitly (`importlib.import_module`), not after asking: flash-linear-attention (`fla`,
+which transformers' kernel decorators import for every model, 370 modules, 0.8 s of the H100 train stage's
+start-up) and torchvision (transformers' image utilities, 0.2 s). For a job that cannot use them (a model
+whose architecture has no linear-attention layers; a text-only model) they are blocked: importing them
+raises ImportError, exactly as if they were not installed, which every caller handles (each falls back to
+its torch code).
+
 RUNNER_IMPORT_ALL=1 turns this off.
 """
 
@@ -50,6 +57,23 @@ def _needs_mlflow(config: dict[str, Any]) -> bool:
             or report_to == "all")
 
 
+# transformers' and axolotl's architectures with linear-attention layers (fla's kernels; transformers 5.16,
+# axolotl 0.19: the modeling files that import it)
+FLA_MODEL_TYPES = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_moe", "qwen4_exp", "olmo_hybrid", "glm5_next",
+                             "kimi_linear", "bailing_hybrid", "bailing_moe_v3"})
+
+
+def _needs_fla(config: dict[str, Any]) -> bool:
+    model_type = _model_config(config).get("model_type")
+    return model_type is None or model_type in FLA_MODEL_TYPES   # not known here: keep it
+
+
+def _needs_torchvision(config: dict[str, Any]) -> bool:
+    own = _model_config(config)
+    return (_truthy(config, "processor_type", "is_multimodal", "image_size")
+            or any(key in own for key in ("vision_config", "image_token_id", "image_token_index")))
+
+
 # package (import name) → does this config need it
 NEEDED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "sklearn": _needs_sklearn,
@@ -57,15 +81,24 @@ NEEDED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "deepspeed": _needs_deepspeed,
     "mlflow": _needs_mlflow,
 }
+# imported without asking first: blocked (ImportError) where the config cannot use them
+BLOCKED: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "fla": _needs_fla,
+    "torchvision": _needs_torchvision,
+}
+
+
+def _model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The base model's own config.json (the whole of it: a multimodal one's vision part too), or {}."""
+    from runner.models.spec import read_config
+
+    return read_config(str(config.get("base_model") or ""), config.get("revision_of_model"), text=False) or {}
 
 
 def _quant_method(config: dict[str, Any]) -> str | None:
     """The base model's own `quantization_config.quant_method` (a pre-quantized checkpoint), from its
     config.json in a local folder or the hub cache; None when there is none or it cannot be read here."""
-    from runner.models.spec import read_config
-
-    own = read_config(str(config.get("base_model") or ""), config.get("revision_of_model"), text=False) or {}
-    quantization = own.get("quantization_config")
+    quantization = _model_config(config).get("quantization_config")
     return quantization.get("quant_method") if isinstance(quantization, dict) else None
 
 
@@ -76,24 +109,56 @@ def unused(config: dict[str, Any]) -> list[str]:
 
 def hide(names: list[str]) -> list[str]:
     """Make `importlib.util.find_spec` answer None for these top-level packages in this process; returns
-    what it hid (nothing with RUNNER_IMPORT_ALL=1, or when hidden already)."""
+    what it hid now (nothing with RUNNER_IMPORT_ALL=1; not those hidden already)."""
     if os.environ.get(ENV_OFF, "").strip() not in ("", "0") or not names:
         return []
-    original = importlib.util.find_spec
-    if getattr(original, "hidden", None) is not None:
-        return []
-    hidden = frozenset(names)
+    current = importlib.util.find_spec
+    hidden = getattr(current, "hidden", None)
+    if hidden is not None:   # patched already: add to its set
+        new = sorted(set(names) - hidden)
+        hidden.update(new)
+        return new
+    original = current
 
     def find_spec(name: str, package: str | None = None):
-        if name.partition(".")[0] in hidden:
+        if name.partition(".")[0] in find_spec.hidden:
             return None
         return original(name, package)
 
-    find_spec.hidden = hidden
+    find_spec.hidden = set(names)
     find_spec.__doc__ = original.__doc__
     importlib.util.find_spec = find_spec
-    return sorted(hidden)
+    return sorted(find_spec.hidden)
+
+
+class _Blocked:
+    """A meta path finder that answers ImportError for the blocked top-level packages, as if not installed."""
+
+    def __init__(self, names: frozenset[str]):
+        self.names = names
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r} (not used by this job: {ENV_OFF}=1 imports it)",
+                                      name=name)
+        return None
+
+
+def block(names: list[str]) -> list[str]:
+    """Make `import NAME` fail in this process for these top-level packages (and hide them from find_spec);
+    returns what it blocked (nothing with RUNNER_IMPORT_ALL=1, or when some are imported already)."""
+    import sys
+
+    if os.environ.get(ENV_OFF, "").strip() not in ("", "0") or not names:
+        return []
+    names = [n for n in names if n not in sys.modules]
+    if not names or any(isinstance(f, _Blocked) for f in sys.meta_path):
+        return []
+    hide(names)   # availability checks see None (the finder's ImportError is for imports)
+    sys.meta_path.insert(0, _Blocked(frozenset(names)))
+    return sorted(names)
 
 
 def hide_unused(config: dict[str, Any]) -> list[str]:
-    return hide(unused(config))
+    blocked = [name for name, needed in BLOCKED.items() if not needed(config)]
+    return sorted({*hide(unused(config) + blocked), *block(blocked)})
