@@ -50,3 +50,22 @@ def describe(prediction: dict[str, Any]) -> str:
             text += f", {measured * scale:,.1f} measured" + (f" (×{measured / predicted:.2f})" if predicted else "")
         parts.append(text)
     return f"{prediction.get('option')} ({prediction.get('speed')}): " + "; ".join(parts)
+
+
+FIGURES = (("train_s", "train min", 1 / 60), ("peak_gib", "peak GiB/GPU", 1), ("tokens_per_s", "tokens/s", 1))
+
+
+def cells(prediction: dict[str, Any]) -> list[str]:
+    """Per figure: 'predicted → measured (×ratio)', for a table (runs report)."""
+    out = []
+    for key, _, scale in FIGURES:
+        figure = prediction.get(key) or {}
+        predicted, measured = figure.get("predicted"), figure.get("measured")
+        if predicted is None:
+            out.append("-")
+            continue
+        text = f"{predicted * scale:,.1f} → " + ("-" if measured is None else f"{measured * scale:,.1f}")
+        if measured is not None and predicted:
+            text += f" (×{measured / predicted:.2f})"
+        out.append(text)
+    return out

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runner.backends.modal_records import gpu_usage
+from runner.backends.modal_records import gpu_usage, stage_gpus
 from runner.errors import UserError
 from runner.evals.bootstrap import bracketed
 from runner.records import override_pairs, read_json
@@ -100,6 +100,21 @@ def run_rows(folders: list[RunFolder], names: list[str]) -> list[list[str]]:
     return rows
 
 
+def prediction_rows(folders: list[RunFolder], names: list[str]) -> list[list[str]]:
+    from runner.prediction import cells
+
+    rows = []
+    for folder, name in zip(folders, names):
+        prediction = folder.metrics().get("prediction")
+        if not prediction:
+            continue
+        card = stage_gpus(folder.path).get("train") or (read_json(folder.path / "job.json", {}).get("compute") or {}).get("gpu_string")
+        rows.append([html.escape(folder.run_id), html.escape(name),
+                     html.escape(f"{prediction.get('option')} ({prediction.get('speed')})"), _cell(card),
+                     *(html.escape(c) for c in cells(prediction))])
+    return rows
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
@@ -123,6 +138,16 @@ def write_report(folders: list[RunFolder], title: str, out: Path) -> Path:
                 "<h2>Runs</h2>",
                 _table(["run", "label", "state", "train loss", "eval loss", "exec acc (base → tuned, gain [95 % CI])",
                         "exact match (base → tuned, gain [95 % CI])", "wall min", "GPU-h", "cost"], run_rows(folders, names))]
+    predicted = prediction_rows(folders, names)
+    if predicted:   # gpu=auto's figures beside the run's own: the speed and memory models' calibration
+        from runner.prediction import FIGURES
+
+        sections += ["<h2>gpu=auto: predicted → measured</h2>",
+                     "<p>The chosen option's row of the table gpu=auto ranked (job.json), beside what the trainer "
+                     "logged; a ratio far from 1 says the speed or memory model needs recalibrating "
+                     "(conf/gpu_speed.yaml, runner/memory.py).</p>",
+                     _table(["run", "label", "option (speed figure)", "card it ran on",
+                             *(f"{label} (predicted → measured)" for _, label, _ in FIGURES)], predicted)]
     if len(folders) > 1:
         settings = [settings_of(f) for f in folders]
         keys = sorted(set().union(*settings))

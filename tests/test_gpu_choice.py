@@ -351,3 +351,16 @@ def test_a_run_records_its_prediction_beside_the_trainers_figures_and_runs_show_
     _, other = open_run(named)
     pipeline._keep_train_records(other, records)
     assert "prediction" not in other.metrics()
+    # runs report: a table of predicted → measured, with the card the run got
+    from runner.reportpage import report
+
+    folder.note_stage("train", gpu="A100-80GB")   # as a container records a stand-in (modal.json names the asked)
+    from runner.backends.modal_records import write_modal_record
+
+    write_modal_record(folder.path, {"options": {"train": {"gpu": chosen.modal, "fallbacks": ["A100-80GB"]}}})
+    report(tmp_path, [folder.run_id, other.run_id, "--out", str(tmp_path / "report")])
+    assert "(ran on A100-80GB: a fallback)" in show_run(folder)
+    page = (tmp_path / "report" / "index.html").read_text()
+    section = page.split("gpu=auto: predicted → measured")[1].split("<h2>")[0]
+    assert folder.run_id in section and other.run_id not in section and "A100-80GB" in section
+    assert f"{chosen.need_gib:.1f} → 11.0 (×{11.0 / chosen.need_gib:.2f})" in section and "→ 2,000.0" in section

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.backends.modal_records import FINAL_STATES, gpu_usage, modal_record, pull_run
+from runner.backends.modal_records import FINAL_STATES, gpu_usage, modal_record, pull_run, stage_gpus
 from runner.errors import UserError, report, unknown
 from runner.records import read_json
 from runner.report import _fmt, eval_metric, loss_line, text_table
@@ -75,7 +75,9 @@ def show_run(folder: RunFolder) -> str:
         lines.append(f"  stopped by  {status['signal']}: python -m runner.runs resume {folder.run_id}")
     compute = job.get("compute") or {}
     if compute:
-        lines.append(f"  compute     gpu={compute.get('gpu_string') or 'CPU'}  processes={compute.get('processes')}")
+        got = stage_gpus(folder.path).get("train")   # a stand-in from the fallback list, where Modal gave one
+        ran = f"  (ran on {got}: a fallback)" if got and got != compute.get("gpu_string") else ""
+        lines.append(f"  compute     gpu={compute.get('gpu_string') or 'CPU'}  processes={compute.get('processes')}{ran}")
     for stage, entry in status.get("stages", {}).items():
         extra = entry.get("reason") or entry.get("error") or ""
         lines.append(f"  {stage:<11} {entry.get('state', '?'):<10}{entry.get('started', '')[:19]:<21}{extra}")
