@@ -9,7 +9,6 @@ the same app.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import threading
@@ -21,6 +20,7 @@ import modal
 from runner.backends.modal_bounds import SWEEP_LIMIT_H
 from runner.backends.modal_settings import PRETRAINED_MOUNT, RUNS_MOUNT, ModalSettings, StageOptions, app_settings
 from runner.backends.modal_sweep import JobResult, run_sweep
+from runner.backends.modal_volumes import commit as _commit, committing_every as _committing_every, reload as _reload
 from runner.paths import CONF_DIR
 from runner.records import write_json
 from runner.stack import LOCK, PIP_INSTALL_OPTIONS, read_lock
@@ -95,42 +95,6 @@ def runs_dir() -> Path:
 
 def pretrained_dir() -> Path:
     return Path(os.environ.get("RUNNER_MODAL_PRETRAINED_DIR", PRETRAINED_MOUNT))
-
-
-def _in_container() -> bool:
-    return not modal.is_local()
-
-
-def _reload(*volumes: modal.Volume) -> None:
-    """See what other containers committed (a stage's inputs were written by the previous stage)."""
-    if _in_container():
-        for volume in volumes:
-            volume.reload()
-
-
-def _commit(*volumes: modal.Volume) -> None:
-    if _in_container():
-        for volume in volumes:
-            volume.commit()
-
-
-@contextlib.contextmanager
-def _committing_every(seconds: float, volume: modal.Volume):
-    """Commit while a long stage runs, so checkpoints survive a preemption and `runs sync` sees progress."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(seconds):
-            with contextlib.suppress(Exception):
-                _commit(volume)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    if _in_container():
-        thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
 
 
 # ---- one function per stage -------------------------------------------------------------------

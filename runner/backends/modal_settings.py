@@ -111,10 +111,7 @@ def _gpu(spec: str | None, key: str) -> str | None:
 
 
 def _minutes(backend: dict[str, Any], stage: str) -> int:
-    minutes = (backend.get("timeouts_min") or {}).get(stage)
-    if not isinstance(minutes, (int, float)) or not 0 < minutes <= MAX_TIMEOUT_H * 60:
-        raise UserError(f"backend.timeouts_min.{stage} must be 1-{MAX_TIMEOUT_H * 60} minutes, got {minutes!r}")
-    return int(minutes * 60)
+    return int(backend["timeouts_min"][stage] * 60)   # within Modal's 24 h: runner/schema/backend.py RANGES
 
 
 def stage_options(config: dict[str, Any]) -> dict[str, StageOptions]:
@@ -123,18 +120,16 @@ def stage_options(config: dict[str, Any]) -> dict[str, StageOptions]:
     train_gpu = _gpu(config["gpu"].get("modal"), "gpu.modal")
     if train_gpu is None:
         raise UserError("backend=modal needs a GPU: choose a gpu option (e.g. gpu=a100), not gpu=cpu")
-    timeout_h = backend.get("timeout_h")
-    if not isinstance(timeout_h, (int, float)) or not 0 < timeout_h <= MAX_TIMEOUT_H:
-        raise UserError(f"backend.timeout_h must be more than 0 and at most {MAX_TIMEOUT_H} (Modal's limit), got {timeout_h!r}")
-    retries = backend.get("retries")
-    if not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
-        raise UserError(f"backend.retries must be 0-{MAX_RETRIES}, got {retries!r}")
+    # the node's types and ranges were checked when it was composed (runner/schema/backend.py); Modal's own
+    # limit on one call is 24 h, and the train stage needs one (Slurm takes longer or none)
+    timeout_h, retries = backend.get("timeout_h"), backend["retries"]
+    if timeout_h is None or timeout_h > MAX_TIMEOUT_H:
+        raise UserError(f"backend.timeout_h must be more than 0 and at most {MAX_TIMEOUT_H} on Modal (its limit "
+                        f"on one call), got {timeout_h!r}")
     fallbacks = _fallbacks(config["gpu"].get("fallbacks") or [], train_gpu)
     merge_gpu = _gpu(backend.get("merge_gpu"), "backend.merge_gpu")
     eval_gpu = _gpu(backend.get("eval_gpu"), "backend.eval_gpu")
-    memory_gib = backend.get("merge_memory_gib")
-    if merge_gpu is None and (not isinstance(memory_gib, (int, float)) or memory_gib <= 0):
-        raise UserError(f"backend.merge_memory_gib must be a positive number, got {memory_gib!r}")
+    memory_gib = backend["merge_memory_gib"]
 
     def opts(stage: str, gpu: str | None, cpu: float | None = None, memory_mib: int | None = None,
              timeout_s: int | None = None, stage_retries: int = 0, stand_ins: tuple[str, ...] = ()) -> StageOptions:
@@ -168,10 +163,7 @@ def _fallbacks(listed: list[Any], train_gpu: str) -> tuple[str, ...]:
 
 
 def max_parallel(config: dict[str, Any]) -> int:
-    value = _backend(config).get("max_parallel")
-    if not isinstance(value, int) or value < 1:
-        raise UserError(f"backend.max_parallel must be a whole number of at least 1, got {value!r}")
-    return value
+    return int(_backend(config)["max_parallel"])
 
 
 def poll_seconds(config: dict[str, Any]) -> float:
