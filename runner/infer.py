@@ -9,7 +9,7 @@ runs this same code next to the weights on the runs Volume.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
+from dataclasses import Field, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,46 +30,54 @@ USAGE = """usage: python -m runner.infer run=RUN_ID prompt="..." [context="..."]
   raw             true: send `prompt` to the model as is, without the template
 """
 
-KEYS = ("run", "prompt", "context", "interactive", "runs_root", "model", "max_new_tokens", "engine", "raw")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
+@dataclass(frozen=True)
+class InferCommand:
+    """The command's own settings; how to answer is InferOptions'. Both declare every key= this command takes."""
+
+    run: str | None = None
+    prompt: str = ""
+    context: str | None = None
+    interactive: bool = False
+    runs_root: str = "runs"
+
+
 # ---- arguments ----------------------------------------------------------------------------------
-def parse_args(argv: list[str]) -> dict[str, str]:
-    args: dict[str, str] = {}
+# key=value, each value converted to its field's type and checked against its metadata. Values stay free
+# text (a prompt may hold '=', ':' or quotes), so no YAML or override grammar parses them.
+def parse_args(argv: list[str]) -> tuple[InferCommand, InferOptions]:
+    declared = {f.name: (cls, f) for cls in (InferCommand, InferOptions) for f in fields(cls)}
+    values: dict[type, dict[str, Any]] = {InferCommand: {}, InferOptions: {}}
     for arg in argv:
-        key, sep, value = arg.partition("=")
+        key, sep, text = arg.partition("=")
         if not sep:
             raise UserError(f"expected key=value, got '{arg}' (see --help)")
-        if key not in KEYS:
-            raise unknown("setting", key, KEYS)
-        args[key] = value
-    return args
+        if key not in declared:
+            raise unknown("setting", key, declared)
+        cls, spec = declared[key]
+        values[cls][key] = _value(key, text, spec)
+    return InferCommand(**values[InferCommand]), InferOptions(**values[InferOptions])
 
 
-def _flag(args: dict[str, str], key: str) -> bool:
-    value = args.get(key, "false").lower()
-    if value not in TRUE + FALSE:
-        raise UserError(f"{key} must be true or false, got '{args[key]}'")
-    return value in TRUE
-
-
-def options_from(args: dict[str, str]) -> InferOptions:
-    model = args.get("model", "tuned")
-    if model not in ("tuned", "base"):
-        raise unknown("model", model, ("tuned", "base"))
-    try:
-        max_new_tokens = int(args.get("max_new_tokens", "128"))
-    except ValueError:
-        raise UserError(f"max_new_tokens must be a whole number, got '{args['max_new_tokens']}'") from None
-    if max_new_tokens < 1:
-        raise UserError("max_new_tokens must be at least 1")
-    from runner.evals.generate import ENGINES
-
-    engine = args.get("engine", "auto")
-    if engine not in ENGINES:
-        raise unknown("engine", engine, ENGINES)
-    return InferOptions(model=model, max_new_tokens=max_new_tokens, engine=engine, raw=_flag(args, "raw"))
+def _value(key: str, text: str, spec: Field) -> Any:
+    kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", str(spec.type))
+    if kind == "bool":
+        if text.lower() not in TRUE + FALSE:
+            raise UserError(f"{key} must be true or false, got '{text}'")
+        return text.lower() in TRUE
+    if kind == "int":
+        try:
+            value = int(text)
+        except ValueError:
+            raise UserError(f"{key} must be a whole number, got '{text}'") from None
+        if value < spec.metadata.get("min", value):
+            raise UserError(f"{key} must be at least {spec.metadata['min']}")
+        return value
+    if "choices" in spec.metadata and text not in spec.metadata["choices"]:
+        raise unknown(key, text, spec.metadata["choices"])
+    return text
 
 
 def answer_remotely(run_id: str, questions: list[Question], options: InferOptions) -> list[str]:
@@ -112,21 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     answerer = None
     try:
-        args = parse_args(argv)
-        if "run" not in args:
+        command, options = parse_args(argv)
+        if command.run is None:
             raise UserError("run=RUN_ID is required (see `python -m runner.runs list`)")
-        loop = _flag(args, "interactive")
-        if not loop and not args.get("prompt"):
+        loop = command.interactive
+        if not loop and not command.prompt:
             raise UserError('prompt="..." is required (or interactive=true)')
-        options = options_from(args)
         from runner.lookup import find_run, run_folders
 
-        root = Path(args.get("runs_root", "runs"))
+        root = Path(command.runs_root)
         if not run_folders(root):
             raise UserError(f"no runs under {root} (set runs_root=DIR)")
-        folder = find_run(root, args["run"])
+        folder = find_run(root, command.run)
         config = folder.composed()
-        question = Question(args.get("prompt", ""), args.get("context") or None)
+        question = Question(command.prompt, command.context or None)
         if is_modal_run(folder):
             def ask(q: Question) -> str:
                 return answer_remotely(folder.run_id, [q], options)[0]

@@ -3,11 +3,12 @@ Modal next to the weights, the same code."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
+from runner.schema.evals import ENGINES
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,12 @@ class Question:
 
 @dataclass(frozen=True)
 class InferOptions:
-    model: str = "tuned"
-    max_new_tokens: int = 128
-    engine: str = "auto"
+    """How to answer (runner.infer's settings past the command's own; runner.serve receives them as a dict).
+    A field's `choices` or `min` metadata is its range: runner.infer checks each given value against it."""
+
+    model: str = field(default="tuned", metadata={"choices": ("tuned", "base")})
+    max_new_tokens: int = field(default=128, metadata={"min": 1})
+    engine: str = field(default="auto", metadata={"choices": ENGINES})
     raw: bool = False
 
 
