@@ -364,3 +364,14 @@ def test_a_run_records_its_prediction_beside_the_trainers_figures_and_runs_show_
     section = page.split("gpu=auto: predicted → measured")[1].split("<h2>")[0]
     assert folder.run_id in section and other.run_id not in section and "A100-80GB" in section
     assert f"{chosen.need_gib:.1f} → 11.0 (×{11.0 / chosen.need_gib:.2f})" in section and "→ 2,000.0" in section
+
+
+def test_the_worst_case_cost_prices_the_dearest_card_of_the_fallback_list(plan):
+    from runner.backends.modal_bounds import job_bound
+
+    alone = job_bound(plan("model=mistral", "adapter=qlora", "gpu=l40s", "backend=modal").config)
+    listed = job_bound(plan("model=mistral", "adapter=qlora", "gpu=l40s", "backend=modal", "gpu.fallbacks=[H200,A100]").config)
+    for stage in ("train", "eval"):
+        assert alone.stages[stage].usd_per_gpu_hour == pytest.approx(usd_per_gpu_hour("L40S"))
+        assert listed.stages[stage].usd_per_gpu_hour == pytest.approx(usd_per_gpu_hour("H200"))
+    assert listed.gpu_cost_usd > alone.gpu_cost_usd and listed.hours == alone.hours

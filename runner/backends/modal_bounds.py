@@ -125,9 +125,13 @@ def job_bound(config: dict[str, Any], waits: frozenset[str] = frozenset()) -> Jo
             continue
         opts = options[stage]
         gpu_type, gpus = parse_modal_gpu(opts.gpu) if opts.gpu else (own_type, 0)
-        # another card's price from the gpu group; the job's own price when the group does not list it
-        price = float(config["gpu"]["usd_per_hour"]) if gpu_type == own_type else \
-            gpu_prices().get(gpu_type, float(config["gpu"]["usd_per_hour"]))
+
+        def price_of(card: str) -> float:   # the job's own price for its card; another's from the table
+            return float(config["gpu"]["usd_per_hour"]) if card == own_type else \
+                gpu_prices().get(card, float(config["gpu"]["usd_per_hour"]))
+
+        # with a fallback list the worst case is its dearest card
+        price = max(price_of(card) for card in [gpu_type, *(parse_modal_gpu(g)[0] for g in opts.fallbacks)])
         timeout_h = opts.timeout_s / 3600
         stages[stage] = StageBound(timeout_h, opts.retries + 1, gpus, price, timeout_h if stage in waits else 0.0)
     return JobBound(stages)
