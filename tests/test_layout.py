@@ -127,3 +127,14 @@ def test_the_launcher_and_composing_keep_no_state_between_calls():
                         writes.setdefault(str(path.relative_to(ROOT)), set()).add(ast.unparse(part))
     # Hydra names the program from sys.argv[0] in its shell-completion script: set there, and put back
     assert writes == {"runner/app.py": {"sys.argv[0]"}}, writes
+
+
+def test_each_folder_says_what_it_is_for_and_no_module_is_over_300_lines():
+    import ast
+
+    for init in sorted((ROOT / "runner").rglob("__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and doc.strip(), f"{init.relative_to(ROOT)}: no docstring saying what the folder is for"
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "runner").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 300}
+    assert not long, long
