@@ -46,12 +46,19 @@ def test_no_import_cycles():
     assert not cycles, "\n".join(" → ".join(cycle) for cycle in sorted({tuple(c) for c in cycles}))
 
 
-def test_the_core_never_imports_the_runs_command():
-    """`runner.runs` (the `python -m runner.runs` commands) sits on top of the core: compose, plan, run
-    folders, stages, backends and what they share (lookup, records, reportpage) never import it, even lazily."""
+COMMANDS = ("runs", "infer", "serve")   # runner.runs, runner.infer, runner.serve: the commands on top
+
+
+def test_the_core_never_imports_the_commands():
+    """The commands (`python -m runner.runs`, `runner.infer`, `runner.serve`) sit on top of the core: compose,
+    plan, run folders, stages, backends and what they share (lookup, records, reportpage) never import them,
+    even lazily."""
+    def command(name):
+        return name.split(".")[:2] in [["runner", c] for c in COMMANDS]
+
     files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    offenders = {name: sorted(target for target in imports_of(path, files) if target.split(".")[:2] == ["runner", "runs"])
-                 for name, path in files.items() if name.split(".")[:2] != ["runner", "runs"]}
+    offenders = {name: sorted(target for target in imports_of(path, files) if command(target))
+                 for name, path in files.items() if not command(name)}
     found = {name: targets for name, targets in offenders.items() if targets}
     assert not found, found
 
