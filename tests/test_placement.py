@@ -121,3 +121,19 @@ def test_the_fake_nvidia_smi_answers_the_runners_query_and_refuses_what_the_real
                           (["--query-gpu=index"], "Invalid combination")]:
         refused = subprocess.run([str(script), *args], capture_output=True, text=True)
         assert refused.returncode == 2 and message in refused.stderr, args
+
+
+def test_a_modal_stage_records_which_card_of_its_list_it_got(machine, tmp_path):
+    """In a stage's container: nvidia-smi against the fallback list the stage asked with."""
+    from runner.backends.modal_app import record_card
+    from runner.records import write_json
+    from runner.runfolder import RunFolder
+
+    write_json(tmp_path / "run" / "status.json", {"state": "running", "stages": {"train": {"state": "running"}}})
+    folder = RunFolder(tmp_path / "run")
+    machine("0, NVIDIA A100-SXM4-80GB, 81920", "1, NVIDIA A100-SXM4-80GB, 81920")
+    record_card(folder, "train", ["H100:2", "A100-80GB:2"])
+    assert folder.status()["stages"]["train"] == {"state": "running", "gpu": "A100-80GB:2"}
+    machine("0, NVIDIA L4, 23034")   # none of the list (or no GPU at all): nothing recorded
+    record_card(folder, "eval", ["H100:2", "A100-80GB:2"])
+    assert "eval" not in folder.status()["stages"]

@@ -109,12 +109,7 @@ def run_stage_in_container(request: dict[str, Any], stage: str) -> dict[str, Any
     folder = RunFolder(runs_dir() / request["run_id"])
     for skipped, reason in (request.get("skipped") or {}).items():
         folder.set_stage(skipped, "skipped", reason=reason)
-    if request.get("gpus"):   # which of the GPUs it asked for (its fallback list) Modal gave it: its cost
-        from runner.backends.placement import local_gpus, modal_card
-
-        got = modal_card(local_gpus(), request["gpus"])
-        if got:
-            folder.note_stage(stage, gpu=got)
+    record_card(folder, stage, request.get("gpus") or [])
     try:
         with _committing_every(5 * MINUTES, runs_volume):
             result = run_stage(folder, stage)
@@ -127,6 +122,16 @@ def run_stage_in_container(request: dict[str, Any], stage: str) -> dict[str, Any
     finally:
         _commit(runs_volume, *([pretrained_volume] if stage == "prepare" else []))
     return {"run_id": folder.run_id, "stage": stage, "state": result.state}
+
+
+def record_card(folder: Any, stage: str, gpus: list[str]) -> None:
+    """Which of the GPUs a stage asked for (its fallback list) Modal gave it, as nvidia-smi names them: the
+    run's cost is that card's."""
+    from runner.backends.placement import local_gpus, modal_card
+
+    got = modal_card(local_gpus(), gpus) if gpus else None
+    if got:
+        folder.note_stage(stage, gpu=got)
 
 
 # prepare: downloads the base model into the pretrained Volume (network, no GPU needed).
