@@ -13,6 +13,12 @@
 #   bash bench/quality_session.sh startup NAME=TREE...  # after bench: each entry's train stage again (TREE: the
 #                                                  #   code it ran, e.g. $Q/repo-TAG or $Q/before) under
 #                                                  #   bench/startup_sample.py, to its first step (in the background)
+#   bash bench/quality_session.sh shm             # copy the installed packages (the machine's and /tmp/site, bytecode
+#                                                  #   and times kept) to /dev/shm: `SITE=/dev/shm/site:/dev/shm/sys
+#                                                  #   bash … startup …` then samples the same start-up from RAM
+#   bash bench/quality_session.sh zero3           # issue 25 goal 5: the tiny model's `deepspeed=zero3_offload` job on
+#                                                  #   this GPU with the lock's NVIDIA wheels (carried in $Q/cuda) as the
+#                                                  #   only CUDA toolkit, so DeepSpeedCPUAdam is built as in the image
 #   bash bench/quality_session.sh wait [SECONDS]   # until the background work ends (or SECONDS pass);
 #                                                  #   copies every result so far into $OUT
 # Background work goes on between calls while the machine stays warm (a call at least every 30 s).
@@ -94,13 +100,32 @@ PY
       cmd=$(head -n 1 $run/logs/train.log | sed 's/^\$ //' | awk '{for (i=2; i<NF; i++) printf "%s ", $i}')
       module=$(echo "$cmd" | sed 's/^-m //')
       echo "== $name ($tree): $module"
-      (cd $run && PYTHONPATH=/tmp/site:$tree python3 $sampler $Q/results/startup-$name.txt --exit \
+      (cd $run && PYTHONPATH=${SITE:-/tmp/site}:$tree python3 $sampler $Q/results/startup-$name${SUFFIX:-}.txt --exit \
         -m $module $Q/startup-$name/config.yml > $Q/startup-$name/train.log 2>&1)
-      head -n 3 $Q/results/startup-$name.txt
+      head -n 3 $Q/results/startup-$name${SUFFIX:-}.txt
     done ;;
+  shm)
+    sys_site=$(python3 -c "import torch, os; print(os.path.dirname(torch.__path__[0]))")
+    start=$(date +%s%N)
+    mkdir -p /dev/shm/sys && cp -a $sys_site/. /dev/shm/sys/ && cp -a /tmp/site /dev/shm/site || exit 1
+    echo "copied $sys_site and /tmp/site to /dev/shm in $(( ($(date +%s%N) - start) / 1000000 )) ms"; df -h /dev/shm /tmp | tail -n 2 ;;
+  zero3)
+    setsid nohup bash "$0" zero3-fg > $Q/zero3.log 2>&1 < /dev/null &
+    sleep 2; tail -n 3 $Q/zero3.log ;;
+  zero3-fg)
+    echo "system toolkit: nvcc=$(command -v nvcc || echo none) CUDA_HOME=${CUDA_HOME:-unset}"
+    python3 -m pip install -q --no-index --no-deps --target $Q/cuda-site $Q/cuda/*.whl || exit 1
+    rm -rf $Q/repo-zero3 && mkdir -p $Q/repo-zero3 && cp -r bench runner conf experiments pyproject.toml $Q/repo-zero3/
+    cd $Q/repo-zero3 && export PYTHONPATH=/tmp/site:$Q/cuda-site:$Q/repo-zero3
+    start=$(date +%s)
+    python3 -m runner deepspeed=zero3_offload gpu=h100 runs_root=$Q/runs-zero3 ${ZERO3_ARGS:-}
+    echo "rc=$? in $(( $(date +%s) - start )) s"
+    run=$(ls -d $Q/runs-zero3/2* | tail -n 1) && mkdir -p $Q/results/zero3 &&
+      cp -r $run/logs $run/metrics.json $run/status.json $run/config.yml $Q/results/zero3/ 2>/dev/null
+    grep -h -i -E "cuda_home|cpu_adam|DeepSpeedCPUAdam|zero_force|error|Traceback" $run/logs/*.log | head -n 30 ;;
   wait)
     deadline=$(( $(date +%s) + ${2:-500} ))
-    while pgrep -f "recipe_probe.py|quality_bench.py|profile_train.py|profile-fg|startup-fg" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
+    while pgrep -f "recipe_probe.py|quality_bench.py|profile_train.py|profile-fg|startup-fg|zero3-fg" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
     collect ;;
   *)
     echo "usage: bash bench/quality_session.sh carry DIR | probe | profile | bench TAG ENTRY... | startup NAME... | wait [SECONDS]" >&2; exit 2 ;;
