@@ -113,13 +113,16 @@ PY
     setsid nohup bash "$0" zero3-fg > $Q/zero3.log 2>&1 < /dev/null &
     sleep 2; tail -n 3 $Q/zero3.log ;;
   zero3-fg)
-    echo "system toolkit: nvcc=$(command -v nvcc || echo none) CUDA_HOME=${CUDA_HOME:-unset}"
+    echo "system toolkit: nvcc=$(command -v nvcc || echo none) CUDA_HOME=${CUDA_HOME:-unset}: hidden from the job"
+    unset CUDA_HOME CUDA_PATH; export PATH=$(echo "$PATH" | tr : '\n' | grep -v -i cuda | paste -sd:)
+    [ -d /usr/local/cuda ] && mv /usr/local/cuda /usr/local/cuda.hidden   # torch's last guess for CUDA_HOME
     python3 -m pip install -q --no-index --no-deps --target $Q/cuda-site $Q/cuda/*.whl || exit 1
     rm -rf $Q/repo-zero3 && mkdir -p $Q/repo-zero3 && cp -r bench runner conf experiments pyproject.toml $Q/repo-zero3/
     cd $Q/repo-zero3 && export PYTHONPATH=/tmp/site:$Q/cuda-site:$Q/repo-zero3
     start=$(date +%s)
     python3 -m runner deepspeed=zero3_offload gpu=h100 runs_root=$Q/runs-zero3 ${ZERO3_ARGS:-}
     echo "rc=$? in $(( $(date +%s) - start )) s"
+    [ -d /usr/local/cuda.hidden ] && mv /usr/local/cuda.hidden /usr/local/cuda
     run=$(ls -d $Q/runs-zero3/2* | tail -n 1) && mkdir -p $Q/results/zero3 &&
       cp -r $run/logs $run/metrics.json $run/status.json $run/config.yml $Q/results/zero3/ 2>/dev/null
     grep -h -i -E "cuda_home|cpu_adam|DeepSpeedCPUAdam|zero_force|error|Traceback" $run/logs/*.log | head -n 30 ;;

@@ -12,11 +12,13 @@ to 0.181 and 0.33, where TRL's best configuration reaches 0.228 and 0.22.
 - epochs: enough passes that the run sees about EXAMPLES_PER_RUN examples, between 1 and MAX_EPOCHS;
 - learning rate: 2e-4 for LoRA at hidden width 4096 (the usual 7B setting), inversely proportional to
   the width (Adam's step size for hidden matrices shrinks with width), within LR_BOUNDS; a full fine-tune
-  takes a tenth of it;
+  takes a tenth of it; steps made larger by the rows' round-up (below) take √2 of it at most;
 - tokens per optimizer step: the run's tokens over TARGET_STEPS, at least MIN_STEP_TOKENS; the memory model
   caps the micro batch as before, so large data keeps large, fast steps;
-- sequence_len (packed recipes): rows of at most that many tokens (a power of two from 512 up), at least
-  the longest example, at most MAX_SEQUENCE_LEN;
+- sequence_len (packed recipes): rows that hold a step's tokens (the power of two at or above them, from 512
+  up), at least the longest example, at most MAX_SEQUENCE_LEN: small data takes one row a step and
+  TARGET_STEPS / 2 to TARGET_STEPS steps (on the 135M model's 700 records: 69 steps of 4 096 tokens at lr 2e-3
+  reach the loss and accuracy of 138 steps of 2 048 at 1.4e-3 in 15 s less);
 - evals_per_epoch: about EVALS_PER_RUN held-out evaluations a run (each took ~3 s of a 135M model's train
   stage on an H100: 12 of them cost 27 of its 71 trainer seconds).
 Token counts are estimated from the data file's size (no tokenizer at plan time): CHARS_PER_TOKEN.
@@ -48,9 +50,11 @@ def epochs(records: int) -> int:
     return max(1, min(MAX_EPOCHS, math.ceil(EXAMPLES_PER_RUN / max(1, records))))
 
 
-def learning_rate(config: dict[str, Any]) -> float:
+def learning_rate(config: dict[str, Any], step_scale: float = 1.0) -> float:
+    """The width rule, times the square root of `step_scale` (steps that many times larger than the ones the
+    rule was measured with: Adam's square-root rule)."""
     width = int(config["model_spec"]["hidden_size"])
-    rate = LORA_LR_AT_4096 * 4096 / width * (1.0 if config.get("adapter") else FULL_LR_FACTOR)
+    rate = LORA_LR_AT_4096 * 4096 / width * (1.0 if config.get("adapter") else FULL_LR_FACTOR) * math.sqrt(step_scale)
     low, high = LR_BOUNDS if config.get("adapter") else (LR_BOUNDS[0], LR_BOUNDS[1] * FULL_LR_FACTOR)
     return float(f"{min(high, max(low, rate)):.2g}")
 
@@ -66,13 +70,27 @@ def longest_tokens(data: DataFile) -> int:
 
 
 def sequence_len(config: dict[str, Any], data: DataFile, average_chars: float) -> int:
-    """Packed rows no longer than a step's tokens (a power of two: a step is one row or more), never shorter
-    than the longest example; without packing a row is one example: long enough for the longest."""
+    """Packed rows that hold a step's tokens (the power of two at or above them: small data takes one row a
+    step, between TARGET_STEPS / 2 and TARGET_STEPS steps), never shorter than the longest example, at most
+    MAX_SEQUENCE_LEN (larger steps take more rows); without packing a row is one example: long enough for
+    the longest."""
     floor = 1 << (max(longest_tokens(data), MIN_SEQUENCE_LEN) - 1).bit_length()
     if not config.get("sample_packing"):
         return min(MAX_SEQUENCE_LEN, floor)
     tokens = step_tokens(config, data, average_chars)
-    return min(MAX_SEQUENCE_LEN, max(floor, 1 << (tokens.bit_length() - 1)))
+    return min(MAX_SEQUENCE_LEN, max(floor, 1 << (tokens - 1).bit_length()))
+
+
+def step_scale(config: dict[str, Any], data: DataFile, average_chars: float) -> float:
+    """How much larger than the width rule's steps this run's are, between 1 and 2: the learning rate was measured
+    with packed rows of the power of two at or below a step's tokens; rows rounded up (small data: one row a
+    step) make each step up to twice that (bench/RESULTS.md §13, seventh session: SmolLM2-135M, 700 records,
+    4 096-token rows, lr 1.4e-3 → 2e-3 took execution accuracy 0.27 → 0.33 at the same 69 steps)."""
+    if not config.get("sample_packing") or not isinstance(config.get("sequence_len"), int):
+        return 1.0
+    tokens = step_tokens(config, data, average_chars)
+    measured = min(MAX_SEQUENCE_LEN, 1 << (tokens.bit_length() - 1))
+    return min(2.0, max(1.0, int(config["sequence_len"]) / measured))
 
 
 def micro_batch_cap(config: dict[str, Any], data: DataFile, average_chars: float) -> int:
@@ -87,10 +105,10 @@ def resolve(config: dict[str, Any], data: DataFile, average_chars: float) -> Non
     """Fill in the `auto` schedule values (in this order: each may depend on the one before)."""
     if config.get("num_epochs") == AUTO:
         config["num_epochs"] = epochs(data.records)
-    if config.get("learning_rate") == AUTO:
-        config["learning_rate"] = learning_rate(config)
     if config.get("sequence_len") == AUTO:
         config["sequence_len"] = sequence_len(config, data, average_chars)
+    if config.get("learning_rate") == AUTO:
+        config["learning_rate"] = learning_rate(config, step_scale(config, data, average_chars))
     if config.get("evals_per_epoch") == AUTO:
         config["evals_per_epoch"] = max(1, round(EVALS_PER_RUN / float(config["num_epochs"])))
 

@@ -175,6 +175,11 @@ def check_combination(config: dict[str, Any], choices: dict[str, str | None]) ->
         )
     if adapter == "qlora" and stage == 3:
         raise UserError(f"adapter=qlora with deepspeed={choices.get('deepspeed')} is not supported by this runner: use deepspeed=none or zero2")
+    if adapter == "lora" and stage == 3 and offload:
+        # measured on an H100 with and without axolotl's LoRA kernels (bench/RESULTS.md §13, seventh session)
+        raise UserError(f"adapter=lora with deepspeed={choices.get('deepspeed')} fails in axolotl 0.19 with DeepSpeed 0.18.9 "
+                        "(bfloat16 activations meet float32 weights): use adapter=none (offload is for full "
+                        "fine-tunes too large for the GPUs) or deepspeed=none")
 
 
 def check_build_target(config: dict[str, Any]) -> None:

@@ -77,6 +77,7 @@ BAD_INPUTS = [
     (["gpu=t4", "model=pythia", "bf16=true", "fp16=false"], "bf16=true but gpu=t4 has no bf16 support"),
     (["gpu=h100", "model=mistral", "deepspeed=zero2"], "deepspeed=zero2 shards state across GPUs but gpu=h100 has 1"),
     (["model=mixtral", "gpu=a100"], "model=mixtral with adapter=lora needs ~"),
+    (["gpu=h100", "deepspeed=zero3_offload"], "adapter=lora with deepspeed=zero3_offload fails in axolotl 0.19"),
     (["dataset=alpaca"], "dataset.path is required here"),
     (["dataset=alpaca", "dataset.path=/no/such/file.jsonl"], "dataset file not found: /no/such/file.jsonl"),
     (["gpu=h100", "gpu.modal=H1000"], "unknown Modal GPU 'H1000' (did you mean 'H100'?)"),

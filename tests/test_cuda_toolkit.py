@@ -30,17 +30,17 @@ def _wheels(tmp_path: Path) -> tuple[Path, Path]:
     _file(extra / "nvidia/cu13/bin/nvcc", NVCC)
     (extra / "nvidia/cu13/bin/nvcc").chmod(stat.S_IRWXU)
     _file(extra / "nvidia/cu13/include/crt/host_config.h")
-    _file(extra / "nvidia/cu12/include/cuda_runtime.h")   # an older CUDA's wheel: not mixed in
+    _file(extra / "nvidia/cu12/include/cuda_runtime.h")   # an older CUDA's wheels: not mixed in
+    _file(extra / "nvidia/cu12/lib/libnvrtc.so.12")
     return system, extra
 
 
-def test_a_deepspeed_job_gets_one_toolkit_folder_from_every_wheel(tmp_path, monkeypatch):
+def test_a_machine_without_a_toolkit_gets_one_folder_from_every_wheel(tmp_path, monkeypatch):
     system, extra = _wheels(tmp_path)
     monkeypatch.setattr(cuda_toolkit.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    monkeypatch.setattr(cuda_toolkit.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cuda_toolkit.shutil, "which", lambda name, path=None: None)
     env: dict[str, str] = {}
-    said = cuda_toolkit.prepare({"deepspeed": {"zero_optimization": {"stage": 3}}}, env,
-                                paths=[str(system), str(extra)], torch_cuda="13.0")
+    said = cuda_toolkit.prepare(env, paths=[str(system), str(extra)], torch_cuda="13.0")
     home = Path(env["CUDA_HOME"])
     assert said.startswith(f"CUDA_HOME={home}") and "nvcc 13.2 beside torch's CUDA 13.0" in said
     assert env["DS_SKIP_CUDA_CHECK"] == "1"
@@ -50,27 +50,46 @@ def test_a_deepspeed_job_gets_one_toolkit_folder_from_every_wheel(tmp_path, monk
     for lib in ("libcudart.so", "libcurand.so", "libcublas.so", "libcudart.so.13"):
         assert (home / "lib64" / lib).exists(), lib
     assert (home / "lib/libcurand.so").exists()   # DeepSpeed falls back to lib/ when lib64/ is missing
+    assert not (home / "lib64/libnvrtc.so").exists()
     # another process of the same job reuses the folder (nvcc matching torch's CUDA: no check skipped)
     again: dict[str, str] = {}
-    assert cuda_toolkit.prepare({"deepspeed": {"stage": 3}}, again, paths=[str(system), str(extra)], torch_cuda="13.2")
+    assert cuda_toolkit.prepare(again, paths=[str(system), str(extra)], torch_cuda="13.2")
     assert again == {"CUDA_HOME": str(home)}
 
 
-def test_nothing_changes_without_deepspeed_or_with_a_toolkit_of_its_own(tmp_path, monkeypatch):
+def test_nothing_changes_on_a_machine_with_a_toolkit_of_its_own(tmp_path, monkeypatch):
     system, extra = _wheels(tmp_path)
     paths = [str(system), str(extra)]
     monkeypatch.setattr(cuda_toolkit.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    monkeypatch.setattr(cuda_toolkit.shutil, "which", lambda name: None)
-    assert cuda_toolkit.prepare({"deepspeed": None}, {}, paths=paths) is None
+    monkeypatch.setattr(cuda_toolkit.shutil, "which", lambda name, path=None: None)
     env = {"CUDA_HOME": "/usr/local/cuda"}
-    assert cuda_toolkit.prepare({"deepspeed": {"x": 1}}, env, paths=paths) is None
+    assert cuda_toolkit.prepare(env, paths=paths) is None
     assert env == {"CUDA_HOME": "/usr/local/cuda"}
-    monkeypatch.setattr(cuda_toolkit.shutil, "which", lambda name: "/usr/bin/nvcc")
-    assert cuda_toolkit.prepare({"deepspeed": {"x": 1}}, {}, paths=paths) is None
+    monkeypatch.setattr(cuda_toolkit.shutil, "which", lambda name, path=None: "/usr/bin/nvcc")
+    assert cuda_toolkit.prepare({}, paths=paths) is None
     # no compiler among the wheels: nothing to point at
-    monkeypatch.setattr(cuda_toolkit.shutil, "which", lambda name: None)
-    assert cuda_toolkit.prepare({"deepspeed": {"x": 1}}, {}, paths=[str(system)]) is None
+    monkeypatch.setattr(cuda_toolkit.shutil, "which", lambda name, path=None: None)
+    assert cuda_toolkit.prepare({}, paths=[str(system)]) is None
     assert not (tmp_path / "tmp").exists()
+
+
+def test_every_stage_gets_it_where_deepspeed_is_installed(tmp_path, monkeypatch):
+    """Stage processes inherit it (runner.stages.stage_env); without DeepSpeed nothing is added."""
+    from runner.stages import stage_env
+
+    system, extra = _wheels(tmp_path)
+    monkeypatch.setattr(cuda_toolkit.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr(cuda_toolkit.shutil, "which", lambda name, path=None: None)
+    monkeypatch.setattr(cuda_toolkit.sys, "path", [str(system), str(extra)])
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    monkeypatch.setattr(cuda_toolkit, "_stage_vars", None)
+    monkeypatch.setattr(cuda_toolkit.importlib.util, "find_spec", lambda name: object() if name == "deepspeed" else None)
+    env = stage_env({"cache_dir": str(tmp_path / "cache")})
+    assert Path(env["CUDA_HOME"]).name.startswith("runner-cuda-cu13") and (Path(env["CUDA_HOME"]) / "bin/nvcc").exists()
+    monkeypatch.setattr(cuda_toolkit, "_stage_vars", None)
+    monkeypatch.setattr(cuda_toolkit.importlib.util, "find_spec", lambda name: None)
+    assert "CUDA_HOME" not in stage_env({"cache_dir": str(tmp_path / "cache")})
 
 
 def test_the_image_installs_every_piece_the_toolkit_is_made_of():
@@ -91,6 +110,3 @@ def test_zero3_offload_steps_adam_with_deepspeeds_own_cpu_optimizer():
     assert set(config["optimizer"]["params"].values()) == {"auto"}
 
 
-def test_the_train_stage_sets_it_up_before_axolotl_starts():
-    source = (ROOT / "runner/stages/boot.py").read_text()
-    assert source.index("cuda_toolkit.prepare(config)") < source.index("runpy.run_module")

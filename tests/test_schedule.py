@@ -29,11 +29,11 @@ def test_small_data_gets_more_epochs_and_smaller_steps(plan, records):
     small = plan("model=smollm2", "gpu=h100", f"dataset.path={records(700)}").config
     assert small["num_epochs"] == 3
     assert small["sample_packing"] is True
-    # about TARGET_STEPS optimizer steps: 700 records x 3 epochs in one short row a step
-    assert small["micro_batch_size"] == 1 and small["sequence_len"] < 4096
+    # TARGET_STEPS / 2 to TARGET_STEPS optimizer steps: 700 records x 3 epochs in one row a step
+    assert small["micro_batch_size"] == 1 and small["sequence_len"] <= 4096
     average = os.path.getsize(small["dataset"]["path"]) / 700
     steps = 700 * 3 * average / schedule.CHARS_PER_TOKEN / small["sequence_len"]
-    assert schedule.TARGET_STEPS / 2 <= steps <= schedule.TARGET_STEPS * 2
+    assert schedule.TARGET_STEPS / 2 <= steps <= schedule.TARGET_STEPS
     assert small["evals_per_epoch"] == 1   # three held-out evaluations in the run
     large = plan("model=smollm2", "gpu=h100", f"dataset.path={records(20000)}").config
     assert large["num_epochs"] == 1 and large["sequence_len"] == 4096 and large["evals_per_epoch"] == 3
@@ -46,11 +46,15 @@ def test_large_data_keeps_the_throughput_micro_batch(plan, records):
     assert (job["sequence_len"], job["micro_batch_size"], job["gradient_checkpointing"]) == (4096, 4, False)
 
 
-def test_learning_rate_follows_the_model_width_and_the_adapter(plan):
-    assert plan("model=llama2", "gpu=h100").config["learning_rate"] == 2e-4
-    assert plan("model=smollm2", "gpu=h100").config["learning_rate"] == 1.4e-3     # 2e-4 x 4096 / 576
-    assert plan("model=pythia", "gpu=a100").config["learning_rate"] == 4e-4
-    assert plan("model=llama2", "gpu=h200", "adapter=none").config["learning_rate"] == 2e-5
+def test_learning_rate_follows_the_model_width_the_adapter_and_the_step(plan, records):
+    # large data: rows capped at 4 096 tokens, steps of several rows: the width rule as it is
+    assert plan("model=llama2", "gpu=h200", f"dataset.path={records(21000)}").config["learning_rate"] == 2e-4
+    assert plan("model=smollm2", "gpu=h100", f"dataset.path={records(20000)}").config["learning_rate"] == 1.4e-3  # x 4096 / 576
+    # the shipped 3 000 records: one 4 096-token row a step, twice the 2 048 of the rule's measurements: x sqrt(2)
+    assert plan("model=llama2", "gpu=h100").config["learning_rate"] == 2.8e-4
+    assert plan("model=smollm2", "gpu=h100").config["learning_rate"] == 2e-3
+    assert plan("model=pythia", "gpu=a100").config["learning_rate"] == 5.7e-4
+    assert plan("model=llama2", "gpu=h200", "adapter=none").config["learning_rate"] == 2.8e-5
 
 
 def test_explicit_values_win_and_the_seed_recipe_keeps_its_schedule(plan):
@@ -80,7 +84,7 @@ def test_the_cpu_default_is_unchanged(plan):
 def test_auto_is_shown_resolved_in_the_dry_run(cli, records):
     done = cli("model=smollm2", "gpu=h100", f"dataset.path={records(700)}", "dry_run=true")
     assert done.returncode == 0, done.stderr
-    assert "\nnum_epochs: 3\n" in done.stdout and "\nlearning_rate: 0.0014\n" in done.stdout
+    assert "\nnum_epochs: 3\n" in done.stdout and "\nlearning_rate: 0.002\n" in done.stdout
     assert "auto" not in "".join(line for line in done.stdout.splitlines(True)
                                  if line.startswith(("num_epochs", "learning_rate", "sequence_len", "micro_batch")))
 

@@ -27,6 +27,9 @@ def stage_env(config: dict[str, Any], offline: bool = True) -> dict[str, str]:
         # axolotl saves prepared data with `dataset_num_proc or <its default process count>`: 0 would mean
         # every CPU; its default count comes from this variable, so the save stays in-process too
         env["AXOLOTL_DATASET_NUM_PROC"] = "0"
+    from runner.stages import cuda_toolkit
+
+    env.update(cuda_toolkit.stage_vars())   # DeepSpeed's import needs a CUDA toolkit on a GPU machine
     if offline:
         # prepare has fetched the model: later stages must not reach for the network (or stall offline)
         env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})

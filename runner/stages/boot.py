@@ -7,8 +7,7 @@ of them again on each full collection the allocations trigger (9 before a train 
 of the CPU default's start-up). The collector comes back on when axolotl registers the runner's start-up
 plugin (runner.integrations.startup), which first freezes what the imports built out of later collections.
 It also hides the optional packages the job does not use from transformers' and accelerate's availability
-checks (runner.stages.unused_packages), so they are not imported at all, and gives a DeepSpeed job a CUDA
-toolkit for the ops DeepSpeed builds at run time (runner.stages.cuda_toolkit). Otherwise the module runs exactly
+checks (runner.stages.unused_packages), so they are not imported at all. Otherwise the module runs exactly
 as `python -m MODULE ARGS...` would.
 """
 
@@ -18,7 +17,7 @@ import gc
 import runpy
 import sys
 
-from runner.stages import cuda_toolkit, unused_packages
+from runner.stages import unused_packages
 
 STARTUP_PLUGIN = "runner.integrations.startup.StartupPlugin"
 
@@ -35,8 +34,6 @@ def main() -> None:
     if hidden := unused_packages.hide_unused(config):
         print(f"start-up: not importing {', '.join(hidden)} (this job does not use them; "
               f"{unused_packages.ENV_OFF}=1 imports them)", file=sys.stderr, flush=True)
-    if said := cuda_toolkit.prepare(config):
-        print(f"start-up: {said}", file=sys.stderr, flush=True)
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 

@@ -8,9 +8,13 @@ are Debian slim with no system toolkit, but the lock's wheels install one piece 
 -cccl, the libraries from nvidia-cuda-runtime, -cublas and -curand) — without the unversioned `libX.so`
 names a linker looks for, and spread over more than one folder where the packages come from several places.
 
-`prepare(config)` (the train stage's start, runner.stages.boot) makes one folder that looks like a toolkit
-(bin/, include/, lib64/ with the linker's names) out of every `nvidia/cu*` folder on sys.path, and points
-CUDA_HOME at it, for jobs with a DeepSpeed config on a machine without CUDA_HOME or nvcc of its own. The
+Without a toolkit, DeepSpeed 0.18.9 cannot even be imported on a GPU machine: its import checks every op's
+compatibility, and the fp_quantizer check asks for the toolkit's version (MissingCUDAException: "CUDA_HOME does
+not exist"), so anything that imports it fails — accelerate's `unwrap_model` does whenever DeepSpeed is
+installed, e.g. in every `save_pretrained` (measured on the lent H100 with its toolkit hidden, bench/RESULTS.md
+§13). `stage_vars()` (every stage's environment, runner.stages.stage_env) therefore makes one folder that looks
+like a toolkit (bin/, include/, lib64/ with the linker's names) out of every `nvidia/cu*` folder on sys.path
+and points CUDA_HOME at it, on a machine where DeepSpeed is installed and no CUDA_HOME or nvcc is. The
 wheels' nvcc may be a newer minor release than the CUDA torch was built with (13.2 beside 13.0 in the lock);
 DeepSpeed refuses a minor mismatch for CUDA 13 unless DS_SKIP_CUDA_CHECK=1, which is set then: the CPU ops are
 C++ only and link the runtime torch already loads.
@@ -18,6 +22,7 @@ C++ only and link the runtime torch already loads.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -25,19 +30,20 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 HEADER = "cuda_runtime.h"
 
 
 def wheel_roots(paths: list[str] | None = None) -> list[Path]:
-    """Every `nvidia/cuNN` folder of the NVIDIA wheels on these import paths (sys.path), newest CUDA first."""
+    """The `nvidia/cuNN` folders of the NVIDIA wheels on these import paths (sys.path), for the newest CUDA
+    among them only (one toolkit is never mixed from two releases), in import-path order."""
     roots = []
     for entry in paths if paths is not None else sys.path:
         nvidia = Path(entry or ".") / "nvidia"
         if nvidia.is_dir():
-            roots += sorted((p for p in nvidia.glob("cu[0-9]*") if p.is_dir()), reverse=True)
-    return roots
+            roots += [p for p in sorted(nvidia.glob("cu[0-9]*")) if p.is_dir() and p.name[2:].isdigit()]
+    newest = max((int(r.name[2:]) for r in roots), default=None)
+    return [r for r in roots if int(r.name[2:]) == newest]
 
 
 def assemble(roots: list[Path], home: Path) -> Path | None:
@@ -68,11 +74,6 @@ def _link(source: Path, name: Path) -> None:
         pass
 
 
-def needs_toolkit(config: dict[str, Any]) -> bool:
-    """A job whose DeepSpeed config may build ops: any DeepSpeed job (offload steps with DeepSpeedCPUAdam)."""
-    return bool(config.get("deepspeed"))
-
-
 def nvcc_version(nvcc: Path) -> str | None:
     try:
         out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True, timeout=30).stdout
@@ -82,11 +83,24 @@ def nvcc_version(nvcc: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def prepare(config: dict[str, Any], env: os._Environ | dict = os.environ,
-            paths: list[str] | None = None, torch_cuda: str | None = None) -> str | None:
-    """Point CUDA_HOME at a toolkit assembled from the NVIDIA wheels, for a DeepSpeed job on a machine with
-    none of its own; returns what it did in one line (None: nothing to do)."""
-    if not needs_toolkit(config) or env.get("CUDA_HOME") or env.get("CUDA_PATH") or shutil.which("nvcc"):
+_stage_vars: dict[str, str] | None = None
+
+
+def stage_vars() -> dict[str, str]:
+    """The variables every stage process gets (runner.stages.stage_env): CUDA_HOME, and DS_SKIP_CUDA_CHECK where
+    needed, on a machine where DeepSpeed is installed and no toolkit is (the stage image). Worked out once."""
+    global _stage_vars
+    if _stage_vars is None:
+        env = dict(os.environ)
+        prepare(env) if importlib.util.find_spec("deepspeed") is not None else None
+        _stage_vars = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    return dict(_stage_vars)
+
+
+def prepare(env: dict[str, str], paths: list[str] | None = None, torch_cuda: str | None = None) -> str | None:
+    """Point env's CUDA_HOME at a toolkit assembled from the NVIDIA wheels on a machine with none of its own;
+    returns what it did in one line (None: nothing to do)."""
+    if env.get("CUDA_HOME") or env.get("CUDA_PATH") or shutil.which("nvcc", path=env.get("PATH")):
         return None
     roots = wheel_roots(paths)
     if not roots:
@@ -106,8 +120,6 @@ def prepare(config: dict[str, Any], env: os._Environ | dict = os.environ,
 
 def _torch_cuda() -> str | None:
     """torch's CUDA version from its version file, without importing torch (the stage imports it later)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("torch")
     if spec is None or not spec.submodule_search_locations:
         return None
