@@ -100,7 +100,7 @@ PY
       cmd=$(head -n 1 $run/logs/train.log | sed 's/^\$ //' | awk '{for (i=2; i<NF; i++) printf "%s ", $i}')
       module=$(echo "$cmd" | sed 's/^-m //')
       echo "== $name ($tree): $module"
-      (cd $run && PYTHONPATH=${SITE:-/tmp/site}:$tree python3 $sampler $Q/results/startup-$name${SUFFIX:-}.txt --exit \
+      (cd $run && PYTHONPATH=${SITE:-/tmp/site}:$tree python3 $sampler $Q/results/startup-$name${SUFFIX:-}.txt --exit ${PREFETCH:+--prefetch $PREFETCH} \
         -m $module $Q/startup-$name/config.yml > $Q/startup-$name/train.log 2>&1)
       head -n 3 $Q/results/startup-$name${SUFFIX:-}.txt
     done ;;

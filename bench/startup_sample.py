@@ -1,7 +1,7 @@
 """Where a process's start-up goes, without a profiler's distortion: a thread samples the main thread's
 stack every few milliseconds (cProfile's per-call cost inflates a start-up of many small calls 2–3×).
 
-    python bench/startup_sample.py OUT.txt [--interval 0.005] [--until FUNC] [--exit] -m MODULE ARGS...
+    python bench/startup_sample.py OUT.txt [--interval 0.005] [--until FUNC] [--exit] [--prefetch M1,M2] -m MODULE ARGS...
 
 Runs MODULE as `python -m` would, in this process. Sampling stops when a frame of FUNC (default
 `training_step`, the first optimizer step of a transformers Trainer) is first seen, or when the module
@@ -130,7 +130,20 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.005)
     parser.add_argument("--until", default="training_step")
     parser.add_argument("--exit", action="store_true", help="end the process once FUNC is reached")
+    parser.add_argument("--prefetch", default="", help="comma-separated modules imported in a thread beside the "
+                        "main one from the start (an experiment: do imports' system calls overlap?)")
     args = parser.parse_args(argv[:split])
+    if args.prefetch:
+        def prefetch(names: list[str]) -> None:
+            started = time.perf_counter()
+            for name in names:
+                try:
+                    __import__(name)
+                except Exception as e:   # noqa: BLE001 - an experiment: say it and go on
+                    print(f"prefetch: {name}: {e!r}", file=sys.stderr)
+            print(f"prefetch: {len(names)} imported in {time.perf_counter() - started:.2f} s", file=sys.stderr)
+
+        threading.Thread(target=prefetch, args=(args.prefetch.split(","),), daemon=True).start()
     module, rest = argv[split + 1], argv[split + 2:]
     sampler = Sampler(args.interval, args.until, args.out, args.exit)
     sampler.start()
