@@ -103,7 +103,8 @@ def test_the_optional_packages_a_job_does_not_use_are_the_ones_hidden(tmp_path):
     def hidden(*overrides):
         return unused(plan_job(expand_overrides(list(overrides), multirun=False)[0]).axolotl_config)
 
-    assert hidden() == ["sklearn", "torchao", "deepspeed", "mlflow"]   # the default LoRA job uses none
+    assert hidden() == ["sklearn", "torchao", "deepspeed", "mlflow", "wandb"]   # the default LoRA job uses none
+    assert "wandb" not in hidden("tracking=wandb") and "wandb" in hidden("tracking=mlflow")
     assert "deepspeed" not in hidden("gpu=a100x4", "deepspeed=zero3")
     assert "mlflow" not in hidden("tracking=mlflow")
     quantized = tmp_path / "model"   # a checkpoint quantized with torchao needs it to load
@@ -139,11 +140,12 @@ def test_packages_imported_without_asking_are_blocked_only_where_the_job_cannot_
         (folder / "config.json").write_text(json.dumps(config_json))
         return sorted(name for name, needed in BLOCKED.items() if not needed({"base_model": str(folder), **config}))
 
-    assert blocked({"model_type": "llama"}) == ["fla", "torchvision"]              # a text model, attention only
-    assert blocked({"model_type": "qwen3_next"}) == ["torchvision"]                # linear-attention layers: fla's
-    assert blocked({"model_type": "llava", "vision_config": {}}) == ["fla"]        # images: torchvision's
-    assert blocked({"model_type": "llama"}, processor_type="AutoProcessor") == ["fla"]
-    assert sorted(n for n, needed in BLOCKED.items() if not needed({"base_model": "not/here"})) == ["torchvision"]
+    assert blocked({"model_type": "llama"}) == ["fla", "scipy", "torchvision"]     # a text model, attention only
+    assert blocked({"model_type": "qwen3_next"}) == ["scipy", "torchvision"]       # linear-attention layers: fla's
+    assert blocked({"model_type": "llava", "vision_config": {}}) == ["fla", "scipy"]   # images: torchvision's
+    assert blocked({"model_type": "llama"}, processor_type="AutoProcessor") == ["fla", "scipy"]
+    assert blocked({"model_type": "llama"}, do_bench_eval=True) == ["fla", "torchvision"]   # scikit-learn needs SciPy
+    assert sorted(n for n, needed in BLOCKED.items() if not needed({"base_model": "not/here"})) == ["scipy", "torchvision"]
 
 
 def test_a_blocked_package_imports_as_if_not_installed_and_transformers_falls_back():
@@ -166,3 +168,27 @@ def test_a_blocked_package_imports_as_if_not_installed_and_transformers_falls_ba
     """)
     assert found["blocked"] == ["fla", "torchvision"] and found["error"] == "ModuleNotFoundError" and found["again"] == []
     assert found["available"] is False and found["loaded"] == [False, False]
+
+
+def test_a_deferred_package_loads_on_first_use_and_not_for_tools_that_walk_every_module():
+    found = run_python("""
+        import inspect, json, sys
+        from runner.stages import unused_packages
+        deferred = unused_packages.defer(["wandb"])
+        import wandb
+        inspect.getmodule(inspect)   # walks every loaded module's __file__ (torch's op registration does)
+        before = sum(name.startswith("wandb.") for name in sys.modules)
+        run = wandb.run               # first use: the real module
+        print(json.dumps({"deferred": deferred, "before": before, "after": sum(n.startswith("wandb.") for n in sys.modules),
+                          "run": run is None, "again": unused_packages.defer(["wandb"]),
+                          "kind": type(sys.modules["wandb"]).__name__}))
+    """)
+    assert found["deferred"] == ["wandb"] and found["before"] == 0 and found["after"] > 50
+    assert found["run"] and found["again"] == [] and found["kind"] == "module"
+    assert unused_packages_of({"wandb_project": "p"}) == [] and unused_packages_of({}) == ["wandb"]
+
+
+def unused_packages_of(config):
+    from runner.stages.unused_packages import DEFERRED
+
+    return [name for name, needed in DEFERRED.items() if not needed(config)]

@@ -67,6 +67,10 @@ def project_image(env: dict[str, str] | None = None) -> modal.Image:
             "RUNNER_PROJECT": PROJECT_DIR,
             "AXOLOTL_DO_NOT_TRACK": "1",
             "DO_NOT_TRACK": "1",
+            # no bytecode file for the stages' imports (runner.stages.import_bundle): the image holds pip's own
+            # bytecode, the only shared place would be the pretrained Volume, committed by the prepare stage
+            # alone, and what a read from it costs at a container's start is not measured
+            "RUNNER_IMPORT_BUNDLE": "0",
             **(env or {}),
         })
         .add_local_dir(CONF_DIR, f"{PROJECT_DIR}/conf", ignore=["experiment"])

@@ -7,8 +7,9 @@ of them again on each full collection the allocations trigger (9 before a train 
 of the CPU default's start-up). The collector comes back on when axolotl registers the runner's start-up
 plugin (runner.integrations.startup), which first freezes what the imports built out of later collections.
 It also hides the optional packages the job does not use from transformers' and accelerate's availability
-checks (runner.stages.unused_packages), so they are not imported at all. Otherwise the module runs exactly
-as `python -m MODULE ARGS...` would.
+checks (runner.stages.unused_packages), so they are not imported at all, and serves the imports' bytecode
+from one file per environment (runner.stages.import_bundle). Otherwise the module runs exactly as
+`python -m MODULE ARGS...` would.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import gc
 import runpy
 import sys
 
-from runner.stages import unused_packages
+from runner.stages import import_bundle, unused_packages
 
 STARTUP_PLUGIN = "runner.integrations.startup.StartupPlugin"
 
@@ -27,6 +28,7 @@ def main() -> None:
         sys.exit("usage: python -m runner.stages.boot MODULE [ARGS...]")
     module = sys.argv[1]
     sys.argv = [module, *sys.argv[2:]]
+    import_bundle.install()   # before hide_unused: its blocking finder must answer first
     config = _config(sys.argv[-1])
     plugins = config.get("plugins") or []
     if STARTUP_PLUGIN in (plugins if isinstance(plugins, list) else []):

@@ -3,7 +3,8 @@
 transformers, accelerate, peft and trl import an optional package at their own import whenever it is
 installed (`importlib.util.find_spec(name)` says so), whether the job uses it or not. In the train stage
 of the default LoRA job that is scikit-learn (with SciPy: for assisted generation), torchao (for models
-quantized with it), DeepSpeed (accelerate's `unwrap_model`) and, through DeepSpeed, MLflow: ~1 200 of the
+quantized with it), DeepSpeed (accelerate's `unwrap_model`) and, through DeepSpeed, MLflow, and W&B (trl
+asks at import) where the job does not track with them: ~1 400 of the
 ~6 500 modules a train process loads, 3.7 s of its 20 s start-up on the H100 machine's file system
 (bench/RESULTS.md §13). A stage started through runner.stages.boot, and the eval stage, hide the ones its
 config does not need from that availability check: `find_spec` answers None for them, as if they were not
@@ -17,6 +18,10 @@ whose architecture has no linear-attention layers; a text-only model) they are b
 raises ImportError, exactly as if they were not installed, which every caller handles (each falls back to
 its torch code).
 
+SciPy (490 modules) is blocked too where scikit-learn is not needed: transformers asks before importing it and
+evaluate imports it in a `try`. W&B cannot be hidden or blocked (axolotl's callbacks `import wandb` at the top)
+but is used only by a job that tracks with it: elsewhere the import gives a module that loads on first use.
+
 RUNNER_IMPORT_ALL=1 turns this off.
 """
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import types
 from typing import Any, Callable
 
 ENV_OFF = "RUNNER_IMPORT_ALL"
@@ -50,11 +56,19 @@ def _needs_deepspeed(config: dict[str, Any]) -> bool:
     return _truthy(config, "deepspeed")
 
 
-def _needs_mlflow(config: dict[str, Any]) -> bool:
+def _reports_to(config: dict[str, Any], name: str) -> bool:
     report_to = config.get("report_to") or []
+    return name in (report_to if isinstance(report_to, list) else [report_to]) or report_to == "all"
+
+
+def _needs_wandb(config: dict[str, Any]) -> bool:
+    # axolotl turns W&B on from wandb_project (tracking=wandb); trl's trainers ask for it at import (237 modules)
+    return _truthy(config, "use_wandb", "wandb_project") or _reports_to(config, "wandb")
+
+
+def _needs_mlflow(config: dict[str, Any]) -> bool:
     return (_truthy(config, "use_mlflow", "mlflow_tracking_uri", "mlflow_experiment_name")
-            or "mlflow" in (report_to if isinstance(report_to, list) else [report_to])
-            or report_to == "all")
+            or _reports_to(config, "mlflow"))
 
 
 # transformers' and axolotl's architectures with linear-attention layers (fla's kernels; transformers 5.16,
@@ -80,11 +94,18 @@ NEEDED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "torchao": _needs_torchao,
     "deepspeed": _needs_deepspeed,
     "mlflow": _needs_mlflow,
+    "wandb": _needs_wandb,
 }
 # imported without asking first: blocked (ImportError) where the config cannot use them
 BLOCKED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "fla": _needs_fla,
     "torchvision": _needs_torchvision,
+    "scipy": _needs_sklearn,   # 490 modules; transformers asks first, evaluate's `from scipy.stats` is in a try
+}
+# imported by name at the top of a module whatever the config (axolotl's callbacks: `import wandb`), used
+# only when the job tracks with it: loaded on first use, so never where unused
+DEFERRED: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "wandb": _needs_wandb,
 }
 
 
@@ -159,6 +180,45 @@ def block(names: list[str]) -> list[str]:
     return sorted(names)
 
 
+class _Deferred(types.ModuleType):
+    """A module whose code runs on the first use of a name it defines. Its own attributes (`__file__`,
+    `__spec__`, `__path__`, …) are set as Python sets them, so tools that walk every loaded module
+    (`inspect.getmodule`, which torch's op registration and pydantic call) do not load it, as
+    importlib.util.LazyLoader's modules would."""
+
+    def __getattr__(self, name: str):
+        import sys
+
+        self.__class__ = types.ModuleType   # one load, then an ordinary module
+        spec = self.__spec__
+        try:
+            spec.loader.exec_module(self)
+        except BaseException:
+            sys.modules.pop(spec.name, None)
+            raise
+        return getattr(self, name)
+
+
+def defer(names: list[str]) -> list[str]:
+    """Make `import NAME` in this process give a module whose code runs when a name in it is first used;
+    returns what it deferred (nothing with RUNNER_IMPORT_ALL=1; not those imported already)."""
+    import importlib.machinery
+    import sys
+
+    if os.environ.get(ENV_OFF, "").strip() not in ("", "0"):
+        return []
+    deferred = []
+    for name in names:
+        if name in sys.modules or (spec := importlib.machinery.PathFinder.find_spec(name)) is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)   # __name__, __file__, __path__, … as an import sets them
+        module.__class__ = _Deferred
+        sys.modules[name] = module
+        deferred.append(name)
+    return deferred
+
+
 def hide_unused(config: dict[str, Any]) -> list[str]:
     blocked = [name for name, needed in BLOCKED.items() if not needed(config)]
-    return sorted({*hide(unused(config) + blocked), *block(blocked)})
+    deferred = [name for name, needed in DEFERRED.items() if not needed(config)]
+    return sorted({*hide(unused(config) + blocked), *block(blocked), *defer(deferred)})

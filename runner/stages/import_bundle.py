@@ -1,0 +1,266 @@
+"""One file of bytecode for a stage process's imports, read once instead of ~6 500 times.
+
+A train stage imports ~6 500 modules before its first optimizer step. For each one Python's import system
+stats the directories on its search path, stats the source file, then opens, reads and closes the cached
+bytecode: ~9 system calls a module, half of the stage's start-up on this project's machines and on a
+GPU host whose system calls are slow (bench/RESULTS.md §13: `get_data` and `_path_stat` 8.2 s of 16.8 s).
+
+The first stage process of an environment records the bytecode of every module it loads from source
+into one file (written when the process ends); later processes with the same interpreter and search path
+read that file once and import those modules from memory. Each module's source is still stat'ed, exactly
+as Python checks its own bytecode cache (modification time and size): an edited, replaced or removed
+source falls back to the normal import and is recorded again, so nothing stale ever runs. Only modules
+that Python's own path finder would load from a `.py` file are bundled (no extensions, namespace packages,
+frozen or built-in modules); a finder that must answer first (runner.stages.unused_packages' blocked
+packages) is placed before this one.
+
+The same file keeps `importlib.metadata.packages_distributions()` (which transformers builds at import by
+checking every installed file), valid as long as the search path's folders are unchanged.
+
+RUNNER_IMPORT_BUNDLE=0 turns it off; RUNNER_IMPORT_BUNDLE=<folder> says where the files go (stage_env sets
+the run's cache folder).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import importlib.machinery
+import importlib.util
+import marshal
+import os
+import sys
+from typing import Any
+
+ENV = "RUNNER_IMPORT_BUNDLE"
+MAGIC = b"RUNIMP1\n"   # + 8-byte index length, the index (marshal), then the code objects (marshal)
+
+
+def _search_path() -> list[str]:
+    """sys.path with the working directory (a stage runs in its run folder: new for every run) as a marker."""
+    cwd = os.getcwd()
+    return ["<cwd>" if entry in ("", cwd) else entry for entry in sys.path]
+
+
+def bundle_path(folder: str) -> str:
+    """The bundle for this interpreter and this search path."""
+    key = repr((sys.version, sys.executable, _search_path()))
+    return os.path.join(folder, f"imports-{hashlib.sha256(key.encode()).hexdigest()[:16]}.bin")
+
+
+def _entry_times() -> dict[str, int]:
+    """Modification times of the search path's folders: installing or removing a package changes them."""
+    times = {}
+    for entry in _search_path():
+        if entry != "<cwd>":
+            try:
+                times[entry] = os.stat(entry).st_mtime_ns
+            except OSError:
+                times[entry] = -1
+    return times
+
+
+def _cwd_names() -> frozenset[str]:
+    """Top-level modules the working directory holds (they shadow installed ones, as Python would find them)."""
+    if "<cwd>" not in _search_path():
+        return frozenset()
+    try:
+        names = os.listdir(os.getcwd())
+    except OSError:
+        return frozenset()
+    return frozenset(n[:-3] if n.endswith(".py") else n for n in names)
+
+
+def _source_state(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+class _BundledLoader(importlib.machinery.SourceFileLoader):
+    """Python's own source loader (resources, source, file names as usual) whose code comes from the bundle."""
+
+    def __init__(self, fullname: str, path: str, code: memoryview):
+        super().__init__(fullname, path)
+        self._code = code
+
+    def get_code(self, fullname: str):
+        return marshal.loads(self._code)
+
+
+class _RecordingLoader(importlib.machinery.SourceFileLoader):
+    """Python's own source loader that hands each module's code and source state to the bundle: the bytecode
+    file's bytes as read (or the code marshalled, where Python compiled the source)."""
+
+    def __init__(self, fullname: str, path: str, bundle: "Bundle"):
+        super().__init__(fullname, path)
+        self._bundle = bundle
+        self._state: tuple[int, int] | None = None
+        self._bytecode: bytes | None = None
+
+    def path_stats(self, path: str) -> dict:
+        st = os.stat(path)   # the stat Python makes anyway, kept to key the recorded code
+        self._state = st.st_mtime_ns, st.st_size
+        return {"mtime": st.st_mtime, "size": st.st_size}
+
+    def get_data(self, path: str) -> bytes:
+        data = super().get_data(path)
+        if path.endswith(".pyc"):
+            self._bytecode = data
+        return data
+
+    def get_code(self, fullname: str):
+        code = super().get_code(fullname)
+        if code is not None and self._state is not None:
+            # a bytecode file Python accepted holds 16 bytes of header, then exactly this code, marshalled
+            data = self._bytecode[16:] if self._bytecode is not None else marshal.dumps(code)
+            self._bundle.record(fullname, self.path, self.is_package(fullname), self._state, data)
+        self._bytecode = None
+        return code
+
+
+class Bundle:
+    """A meta path finder serving recorded modules from memory and recording the others."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.times = _entry_times()
+        self.shadowed = _cwd_names()
+        self.index: dict[str, tuple] = {}   # name -> (origin, is_package, mtime_ns, size, offset, length)
+        self.blob = memoryview(b"")
+        self.served = 0
+        self.recorded: dict[str, tuple] = {}   # name -> (origin, is_package, mtime_ns, size, code bytes)
+        self.stale: set[str] = set()
+        self.distributions: dict[str, list[str]] | None = None   # importlib.metadata.packages_distributions()
+        self.distributions_found = False   # built by this process: to be written
+        self._read()
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return
+        head = len(MAGIC) + 8
+        if not data.startswith(MAGIC) or len(data) < head:
+            return
+        size = int.from_bytes(data[len(MAGIC):head], "little")
+        try:
+            header = marshal.loads(data[head:head + size])
+        except (EOFError, ValueError, TypeError):
+            return
+        # a package installed or removed since: every module is found and recorded again
+        if isinstance(header, dict) and header.get("times") == self.times and isinstance(header.get("modules"), dict):
+            self.index = header["modules"]
+            self.blob = memoryview(data)[head + size:]
+            if isinstance(header.get("distributions"), dict):
+                self.distributions = header["distributions"]
+
+    # the meta path finder protocol
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None):
+        if fullname.partition(".")[0] in self.shadowed:
+            return None   # the working directory's own module: Python finds it
+        entry = self.index.get(fullname)
+        if entry is not None:
+            origin, is_package, mtime_ns, size, offset, length = entry
+            if _source_state(origin) == (mtime_ns, size):
+                self.served += 1
+                loader = _BundledLoader(fullname, origin, self.blob[offset:offset + length])
+                return self._spec(fullname, origin, loader, is_package)
+            self.stale.add(fullname)   # edited or gone: Python finds it as usual, and it is recorded again
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or type(spec.loader) is not importlib.machinery.SourceFileLoader:
+            return spec   # extensions, namespace packages, other loaders: as Python found them
+        return self._spec(fullname, spec.origin, _RecordingLoader(fullname, spec.origin, self),
+                          spec.submodule_search_locations is not None)
+
+    @staticmethod
+    def _spec(fullname: str, origin: str, loader, is_package: bool):
+        return importlib.util.spec_from_file_location(
+            fullname, origin, loader=loader,
+            submodule_search_locations=[os.path.dirname(origin)] if is_package else None)
+
+    def invalidate_caches(self) -> None:
+        pass
+
+    def record(self, fullname: str, origin: str, is_package: bool, state: tuple[int, int], code: bytes) -> None:
+        self.recorded[fullname] = (origin, is_package, *state, code)
+
+    def write(self) -> bool:
+        """Write the served and recorded modules to the bundle file (atomically); False if nothing new."""
+        if not self.recorded and not self.stale and not self.distributions_found:
+            return False
+        # what another process (the eval stage beside the trainer) wrote since this one read the file, and
+        # what this one read, less what it found stale or recorded anew
+        on_disk = Bundle.__new__(Bundle)
+        on_disk.path, on_disk.times, on_disk.index, on_disk.blob = self.path, self.times, {}, memoryview(b"")
+        on_disk.distributions = None
+        on_disk._read()
+        modules: dict[str, tuple] = {}
+        chunks: list[bytes | memoryview] = []
+        offset = 0
+        for source in (on_disk, self):
+            for name, (origin, is_package, mtime_ns, size, old_offset, length) in source.index.items():
+                if name in modules or name in self.recorded or name in self.stale:
+                    continue
+                chunks.append(source.blob[old_offset:old_offset + length])
+                modules[name] = (origin, is_package, mtime_ns, size, offset, length)
+                offset += length
+        for name, (origin, is_package, mtime_ns, size, code) in self.recorded.items():
+            chunks.append(code)
+            modules[name] = (origin, is_package, mtime_ns, size, offset, len(code))
+            offset += len(code)
+        distributions = self.distributions if self.distributions is not None else on_disk.distributions
+        header = marshal.dumps({"times": self.times, "modules": modules, "distributions": distributions})
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(MAGIC + len(header).to_bytes(8, "little") + header)
+                for chunk in chunks:
+                    fh.write(chunk)
+            os.replace(tmp, self.path)   # a reader sees the old file or the new one, never a part
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return False
+        return True
+
+
+def install(folder: str | None = None) -> Bundle | None:
+    """Serve this process's imports from its environment's bundle in `folder` (or RUNNER_IMPORT_BUNDLE),
+    recording what it lacks, written at exit; None where RUNNER_IMPORT_BUNDLE=0 or no folder is given."""
+    setting = os.environ.get(ENV, "").strip()
+    if setting == "0":
+        return None
+    folder = setting or folder
+    if not folder or any(isinstance(finder, Bundle) for finder in sys.meta_path):
+        return None
+    bundle = Bundle(bundle_path(folder))
+    sys.meta_path.insert(0, bundle)
+    _share_distributions(bundle)
+    atexit.register(bundle.write)
+    return bundle
+
+
+def _share_distributions(bundle: Bundle) -> None:
+    """importlib.metadata.packages_distributions() from the bundle. transformers builds it at import by reading
+    every installed distribution's file list and checking that each file exists (torch alone lists ~15 000):
+    1.6 s of an H100 train stage's start-up. It depends only on what is installed, as the bundle does."""
+    import functools
+    import importlib.metadata
+
+    original = importlib.metadata.packages_distributions
+
+    @functools.wraps(original)
+    def packages_distributions():
+        if bundle.distributions is None:
+            bundle.distributions = {name: list(dists) for name, dists in original().items()}
+            bundle.distributions_found = True
+        return {name: list(dists) for name, dists in bundle.distributions.items()}   # the caller's own copy
+
+    importlib.metadata.packages_distributions = packages_distributions
