@@ -103,7 +103,8 @@ def test_the_optional_packages_a_job_does_not_use_are_the_ones_hidden(tmp_path):
     def hidden(*overrides):
         return unused(plan_job(expand_overrides(list(overrides), multirun=False)[0]).axolotl_config)
 
-    assert hidden() == ["sklearn", "torchao", "deepspeed", "mlflow", "wandb"]   # the default LoRA job uses none
+    assert hidden() == ["sklearn", "torchao", "deepspeed", "mlflow", "wandb", "bitsandbytes"]   # the default LoRA job uses none
+    assert "bitsandbytes" not in hidden("adapter=qlora", "gpu=h100") and "bitsandbytes" not in hidden("optimizer=adamw_bnb_8bit")
     assert "wandb" not in hidden("tracking=wandb") and "wandb" in hidden("tracking=mlflow")
     assert "deepspeed" not in hidden("gpu=a100x4", "deepspeed=zero3")
     assert "mlflow" not in hidden("tracking=mlflow")
@@ -185,7 +186,8 @@ def test_a_deferred_package_loads_on_first_use_and_not_for_tools_that_walk_every
     """)
     assert found["deferred"] == ["wandb"] and found["before"] == 0 and found["after"] > 50
     assert found["run"] and found["again"] == [] and found["kind"] == "module"
-    assert unused_packages_of({"wandb_project": "p"}) == [] and unused_packages_of({}) == ["wandb"]
+    assert unused_packages_of({"wandb_project": "p", "adapter": "qlora"}) == []
+    assert unused_packages_of({}) == ["wandb", "bitsandbytes"]
 
 
 def unused_packages_of(config):

@@ -71,6 +71,14 @@ def _needs_mlflow(config: dict[str, Any]) -> bool:
             or _reports_to(config, "mlflow"))
 
 
+def _needs_bitsandbytes(config: dict[str, Any]) -> bool:
+    # QLoRA and 8-bit loading quantize with it; its 8-bit and paged optimizers are its own
+    optimizer = str(config.get("optimizer") or "")
+    return (config.get("adapter") == "qlora" or _truthy(config, "load_in_4bit", "load_in_8bit", "gptq")
+            or any(part in optimizer for part in ("8bit", "bnb", "paged", "4bit"))
+            or _quant_method(config) == "bitsandbytes")
+
+
 # transformers' and axolotl's architectures with linear-attention layers (fla's kernels; transformers 5.16,
 # axolotl 0.19: the modeling files that import it)
 FLA_MODEL_TYPES = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_moe", "qwen4_exp", "olmo_hybrid", "glm5_next",
@@ -95,6 +103,7 @@ NEEDED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "deepspeed": _needs_deepspeed,
     "mlflow": _needs_mlflow,
     "wandb": _needs_wandb,
+    "bitsandbytes": _needs_bitsandbytes,
 }
 # imported without asking first: blocked (ImportError) where the config cannot use them
 BLOCKED: dict[str, Callable[[dict[str, Any]], bool]] = {
@@ -106,6 +115,7 @@ BLOCKED: dict[str, Callable[[dict[str, Any]], bool]] = {
 # only when the job tracks with it: loaded on first use, so never where unused
 DEFERRED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "wandb": _needs_wandb,
+    "bitsandbytes": _needs_bitsandbytes,   # axolotl's adapter loader: `import bitsandbytes as bnb`
 }
 
 
