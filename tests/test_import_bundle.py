@@ -109,3 +109,17 @@ def test_every_stage_process_gets_the_folder_and_blocked_packages_still_fail_fir
                           env={**os.environ, "PYTHONPATH": str(ROOT), "RUNNER_IMPORT_BUNDLE": str(tmp_path / "b")})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["['_Blocked', 'Bundle']", "blocked"]
+
+
+def test_a_folder_keeps_the_files_of_the_environments_used_last(tmp_path):
+    from runner.stages import import_bundle
+
+    for age, name in enumerate(["a", "b", "c", "d", "e", "f"]):
+        path = tmp_path / f"imports-{name}.bin"
+        path.write_bytes(b"")
+        os.utime(path, (1_000_000 - age * 100, 1_000_000 - age * 100))   # a: used last
+    (tmp_path / "other.bin").write_bytes(b"")
+    removed = import_bundle._prune(str(tmp_path), keep=4)
+    assert sorted(Path(p).name for p in removed) == ["imports-e.bin", "imports-f.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imports-a.bin", "imports-b.bin", "imports-c.bin",
+                                                           "imports-d.bin", "other.bin"]

@@ -112,6 +112,8 @@ def test_the_optional_packages_a_job_does_not_use_are_the_ones_hidden(tmp_path):
     quantized.mkdir()
     (quantized / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "torchao"}}))
     assert "torchao" not in unused({"base_model": str(quantized)})
+    (quantized / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "bitsandbytes"}}))
+    assert "bitsandbytes" not in unused({"base_model": str(quantized)})   # a checkpoint saved in 4 or 8 bits
     assert "torchao" not in unused({"optimizer": "adamw_torch_8bit"}) and "sklearn" not in unused({"do_bench_eval": True})
 
 

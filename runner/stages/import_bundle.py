@@ -17,7 +17,7 @@ packages) is placed before this one.
 The same file keeps `importlib.metadata.packages_distributions()` (which transformers builds at import by
 checking every installed file), valid as long as the search path's folders are unchanged.
 
-RUNNER_IMPORT_BUNDLE=0 turns it off; RUNNER_IMPORT_BUNDLE=<folder> says where the files go (stage_env sets
+A folder keeps the files of the 4 environments used last. RUNNER_IMPORT_BUNDLE=0 turns it off; RUNNER_IMPORT_BUNDLE=<folder> says where the files go (stage_env sets
 the run's cache folder).
 """
 
@@ -34,6 +34,7 @@ from typing import Any
 
 ENV = "RUNNER_IMPORT_BUNDLE"
 MAGIC = b"RUNIMP1\n"   # + 8-byte index length, the index (marshal), then the code objects (marshal)
+KEEP = 4   # bundle files kept per folder (~100 MB each): those of the environments used last
 
 
 def _search_path() -> list[str]:
@@ -228,7 +229,25 @@ class Bundle:
             except OSError:
                 pass
             return False
+        _prune(os.path.dirname(self.path))
         return True
+
+
+def _prune(folder: str, keep: int = KEEP) -> list[str]:
+    """Remove all but the `keep` bundle files used last (a file's time is its last use: see install)."""
+    try:
+        files = [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith("imports-") and n.endswith(".bin")]
+        files.sort(key=os.path.getmtime, reverse=True)
+    except OSError:
+        return []
+    removed = []
+    for path in files[keep:]:
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def install(folder: str | None = None) -> Bundle | None:
@@ -241,6 +260,11 @@ def install(folder: str | None = None) -> Bundle | None:
     if not folder or any(isinstance(finder, Bundle) for finder in sys.meta_path):
         return None
     bundle = Bundle(bundle_path(folder))
+    if bundle.index:
+        try:
+            os.utime(bundle.path)   # used now: kept by _prune over the environments not used for longest
+        except OSError:
+            pass
     sys.meta_path.insert(0, bundle)
     _share_distributions(bundle)
     atexit.register(bundle.write)
