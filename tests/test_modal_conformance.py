@@ -6,6 +6,8 @@ made up; every check on the client side is Modal's."""
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -13,7 +15,7 @@ from fakes.modal_server import (created_function, env_of, functions, modal_serve
                                 start_in_subprocess, started)
 from modal_proto import api_pb2
 
-from runner.backends import modal_app, modal_launcher
+from runner.backends import modal_app, modal_launcher, modal_snapshot
 from runner.backends.modal_bounds import SWEEP_LIMIT_H
 from runner.backends.modal_settings import MAX_RETRIES, MAX_TIMEOUT_H
 from runner.compose import group_options
@@ -51,7 +53,7 @@ def test_every_function_and_class_of_the_training_app_loads_through_the_modal_cl
         assert env["RUNNER_PROJECT"] == modal_app.PROJECT_DIR and function["mounts"] >= 2
         assert function["secrets"] == len(modal_app.BASE_SECRETS) * (name != "sweep")
     for cls in modal_app.STAGE_CLASSES.values():
-        assert created[f"{cls.__name__}.*"]["methods"] == ["run"]
+        assert created[f"{cls.__name__}.*"]["methods"] == ["run"] and created[f"{cls.__name__}.*"]["snapshot"]
         assert created[f"{cls.__name__}.*"]["volumes"] == ["/pretrained", "/runs"]
     sweep = created["sweep"]
     assert (sweep["timeout_s"], sweep["nonpreemptible"], sweep["volumes"]) == (SWEEP_LIMIT_H * 3600, True, ["/runs"])
@@ -223,3 +225,17 @@ def test_a_public_model_runs_on_modal_without_any_secret(modal_server, tmp_path,
     assert all(not request.function.secret_ids for request in ctx.get_requests("FunctionCreate"))
     (job,) = jobs_sent
     assert all(options["secrets"] == [] for options in job["options"].values())
+
+
+def test_the_snapshot_holds_the_container_s_imports_and_no_cuda_state():
+    """What runs before a stage container's memory snapshot imports no torch (so no CUDA state can be in it)."""
+    probe = ("import json, sys\nfrom runner.backends import modal_snapshot\n"
+             "loaded = modal_snapshot.import_container_modules()\n"
+             "print(json.dumps({'loaded': loaded, 'torch': [m for m in sys.modules if m.split('.')[0] in "
+             "('torch', 'transformers', 'axolotl', 'vllm')]}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["loaded"] == list(modal_snapshot.CONTAINER_MODULES) and found["torch"] == []
+    stage = modal_app.STAGE_CLASSES["train"]
+    assert issubclass(stage._get_user_cls(), modal_snapshot.SnapshotStage)

@@ -19,6 +19,7 @@ import modal
 
 from runner.backends.modal_bounds import SWEEP_LIMIT_H
 from runner.backends.modal_settings import PRETRAINED_MOUNT, RUNS_MOUNT, ModalSettings, StageOptions, app_settings
+from runner.backends.modal_snapshot import SnapshotStage
 from runner.backends.modal_sweep import JobResult, run_sweep
 from runner.backends.modal_volumes import commit as _commit, committing_every as _committing_every, reload as _reload
 from runner.paths import CONF_DIR
@@ -139,16 +140,16 @@ def record_card(folder: Any, stage: str, gpus: list[str]) -> None:
 
 
 # prepare: downloads the base model into the pretrained Volume (network, no GPU needed).
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES)
-class Prepare:
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES, enable_memory_snapshot=True)
+class Prepare(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         return run_stage_in_container(request, "prepare")
 
 
 # preprocess: tokenises into <runs>/_prepared, shared by every job with the same data and tokenizer.
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES)
-class Preprocess:
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES, enable_memory_snapshot=True)
+class Preprocess(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         return run_stage_in_container(request, "preprocess")
@@ -160,8 +161,9 @@ class Preprocess:
 STAGE_GPUS: Any = list(settings.gpu_fallbacks) or "A100-80GB"
 
 
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu=STAGE_GPUS, timeout=12 * HOURS)
-class Train:
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu=STAGE_GPUS, timeout=12 * HOURS,
+         enable_memory_snapshot=True)
+class Train(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         return run_stage_in_container(request, "train")
@@ -170,16 +172,17 @@ class Train:
 # merge: adapter + base → outputs/merged, on CPU with plenty of RAM (backend.merge_memory_gib) unless
 # backend.merge_gpu is set. Both come with each call: with_options adds resources but never removes the
 # decorator's, so CPU and memory declared here would stay on a GPU merge too.
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, timeout=60 * MINUTES)
-class Merge:
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, timeout=60 * MINUTES, enable_memory_snapshot=True)
+class Merge(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         return run_stage_in_container(request, "merge")
 
 
 # eval: generation on the held-out split with vLLM (in the image), on the job's GPUs.
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu=STAGE_GPUS, timeout=60 * MINUTES)
-class Eval:
+@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu=STAGE_GPUS, timeout=60 * MINUTES,
+         enable_memory_snapshot=True)
+class Eval(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         return run_stage_in_container(request, "eval")

@@ -261,7 +261,7 @@ def functions(calls: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
             "timeout_s": f.timeout_secs, "retries": f.retry_policy.retries, "web": bool(f.webhook_config.type),
             "volumes": sorted(v.mount_path for v in f.volume_mounts), "secrets": len(f.secret_ids),
             "methods": sorted(f.method_definitions), "mounts": len(f.mount_ids),
-            "nonpreemptible": f.scheduler_placement.nonpreemptible}
+            "nonpreemptible": f.scheduler_placement.nonpreemptible, "snapshot": f.checkpointing_enabled}
     return created
 
 
