@@ -12,7 +12,9 @@
 #                                                  #   then the quality_bench entries in $EXTRA
 #   bash bench/quality_session.sh startup NAME=TREE...  # after bench: each entry's train stage again (TREE: the
 #                                                  #   code it ran, e.g. $Q/repo-TAG or $Q/before) under
-#                                                  #   bench/startup_sample.py, to its first step (in the background)
+#                                                  #   bench/startup_sample.py, to its first step (in the background);
+#                                                  #   RUNNER_IMPORT_BUNDLE=DIR: with the stages' bytecode file
+#                                                  #   (runner.stages.import_bundle; the first sample records it)
 #   bash bench/quality_session.sh shm             # copy the installed packages (the machine's and /tmp/site, bytecode
 #                                                  #   and times kept) to /dev/shm: `SITE=/dev/shm/site:/dev/shm/sys
 #                                                  #   bash … startup …` then samples the same start-up from RAM
