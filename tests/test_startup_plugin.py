@@ -193,6 +193,6 @@ def test_a_deferred_package_loads_on_first_use_and_not_for_tools_that_walk_every
 
 
 def unused_packages_of(config):
-    from runner.stages.unused_packages import DEFERRED
+    from runner.stages.unused_packages import DEFERRED, unused
 
-    return [name for name, needed in DEFERRED.items() if not needed(config)]
+    return [name for name in unused(config) if name in DEFERRED]

@@ -139,8 +139,13 @@ def record_card(folder: Any, stage: str, gpus: list[str]) -> None:
         folder.note_stage(stage, gpu=got)
 
 
+# every stage class: the project image, both Volumes, the base Secrets, a memory snapshot of the container's
+# own imports (runner.backends.modal_snapshot)
+STAGE = dict(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, enable_memory_snapshot=True)
+
+
 # prepare: downloads the base model into the pretrained Volume (network, no GPU needed).
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES, enable_memory_snapshot=True)
+@app.cls(**STAGE, cpu=4.0, timeout=60 * MINUTES)
 class Prepare(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +153,7 @@ class Prepare(SnapshotStage):
 
 
 # preprocess: tokenises into <runs>/_prepared, shared by every job with the same data and tokenizer.
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, cpu=4.0, timeout=60 * MINUTES, enable_memory_snapshot=True)
+@app.cls(**STAGE, cpu=4.0, timeout=60 * MINUTES)
 class Preprocess(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -161,8 +166,7 @@ class Preprocess(SnapshotStage):
 STAGE_GPUS: Any = list(settings.gpu_fallbacks) or "A100-80GB"
 
 
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu=STAGE_GPUS, timeout=12 * HOURS,
-         enable_memory_snapshot=True)
+@app.cls(**STAGE, gpu=STAGE_GPUS, timeout=12 * HOURS)
 class Train(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +176,7 @@ class Train(SnapshotStage):
 # merge: adapter + base → outputs/merged, on CPU with plenty of RAM (backend.merge_memory_gib) unless
 # backend.merge_gpu is set. Both come with each call: with_options adds resources but never removes the
 # decorator's, so CPU and memory declared here would stay on a GPU merge too.
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, timeout=60 * MINUTES, enable_memory_snapshot=True)
+@app.cls(**STAGE, timeout=60 * MINUTES)
 class Merge(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -180,8 +184,7 @@ class Merge(SnapshotStage):
 
 
 # eval: generation on the held-out split with vLLM (in the image), on the job's GPUs.
-@app.cls(image=image, volumes=VOLUMES, secrets=BASE_SECRETS, gpu=STAGE_GPUS, timeout=60 * MINUTES,
-         enable_memory_snapshot=True)
+@app.cls(**STAGE, gpu=STAGE_GPUS, timeout=60 * MINUTES)
 class Eval(SnapshotStage):
     @modal.method()
     def run(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def stage_env(config: dict[str, Any], offline: bool = True) -> dict[str, str]:
         "AXOLOTL_DO_NOT_TRACK": "1",
         "DO_NOT_TRACK": "1",
         "HF_HUB_CACHE": str(Path(config["cache_dir"]) / "hub"),
-        # the stages' imports from one bytecode file each (runner.stages.import_bundle); a user's 0 stays
+        # the stages' imports from one bytecode file per environment (runner.stages.import_bundle); a user's 0 stays
         "RUNNER_IMPORT_BUNDLE": os.environ.get("RUNNER_IMPORT_BUNDLE") or str(Path(config["cache_dir"]) / "imports"),
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",

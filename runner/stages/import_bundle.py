@@ -1,24 +1,27 @@
-"""One file of bytecode for a stage process's imports, read once instead of ~6 500 times.
+"""One file of compiled bytecode for a stage process's imports, read once instead of ~5 000 files.
 
-A train stage imports ~6 500 modules before its first optimizer step. For each one Python's import system
-stats the directories on its search path, stats the source file, then opens, reads and closes the cached
-bytecode: ~9 system calls a module, half of the stage's start-up on this project's machines and on a
-GPU host whose system calls are slow (bench/RESULTS.md §13: `get_data` and `_path_stat` 8.2 s of 16.8 s).
+A train stage imports ~5 000 modules before its first optimizer step. For each one Python's import system
+stats the directories on its search path and the source, then opens, reads and validates the cached bytecode
+— or, where there is none (images with PYTHONDONTWRITEBYTECODE=1 and packages installed without it, like the
+lent GPU machine's torch), compiles the source, in every process. On that H100 the train process reached its
+first step in 11–16 s with this file against 20 s without (torch compiled: 11–13 s against 15–16 s;
+bench/RESULTS.md §13, eighth session).
 
-The first stage process of an environment records the bytecode of every module it loads from source
-into one file (written when the process ends); later processes with the same interpreter and search path
-read that file once and import those modules from memory. Each module's source is still stat'ed, exactly
-as Python checks its own bytecode cache (modification time and size): an edited, replaced or removed
-source falls back to the normal import and is recorded again, so nothing stale ever runs. Only modules
-that Python's own path finder would load from a `.py` file are bundled (no extensions, namespace packages,
-frozen or built-in modules); a finder that must answer first (runner.stages.unused_packages' blocked
-packages) is placed before this one.
+The first stage process of an environment records the compiled code of every module it loads from source
+into one file (written when the process ends, merged with what another process wrote meanwhile); later
+processes with the same interpreter and search path read that file once and import those modules from
+memory. Each module's source is still stat'ed, exactly as Python checks its own bytecode cache (modification
+time and size): an edited, replaced or removed source falls back to the normal import and is recorded again,
+so nothing stale ever runs. Installing or removing a package (a changed search-path folder) starts the file
+afresh. Only modules that Python's own path finder would load from a `.py` file are bundled (no extensions,
+namespace packages, frozen or built-in modules); a finder that must answer first (runner.stages.unused_packages'
+blocked packages) is placed before this one.
 
-The same file keeps `importlib.metadata.packages_distributions()` (which transformers builds at import by
-checking every installed file), valid as long as the search path's folders are unchanged.
+The same file keeps `importlib.metadata.packages_distributions()`, which transformers builds at import by
+checking that every installed file exists.
 
-A folder keeps the files of the 4 environments used last. RUNNER_IMPORT_BUNDLE=0 turns it off; RUNNER_IMPORT_BUNDLE=<folder> says where the files go (stage_env sets
-the run's cache folder).
+A folder keeps the files of the 4 environments used last. RUNNER_IMPORT_BUNDLE=0 turns it off;
+RUNNER_IMPORT_BUNDLE=<folder> says where the files go (stage_env sets `<cache_dir>/imports`).
 """
 
 from __future__ import annotations
@@ -80,6 +83,29 @@ def _source_state(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
+def _load(path: str, times: dict[str, int]) -> tuple[dict[str, tuple], memoryview, dict | None]:
+    """A bundle file's index, code and distribution map; empty where there is none, it is unreadable, or a
+    search-path folder changed since it was written (a package installed or removed)."""
+    empty: tuple[dict[str, tuple], memoryview, dict | None] = ({}, memoryview(b""), None)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return empty
+    head = len(MAGIC) + 8
+    if not data.startswith(MAGIC) or len(data) < head:
+        return empty
+    size = int.from_bytes(data[len(MAGIC):head], "little")
+    try:
+        header = marshal.loads(data[head:head + size])
+    except (EOFError, ValueError, TypeError):
+        return empty
+    if not isinstance(header, dict) or header.get("times") != times or not isinstance(header.get("modules"), dict):
+        return empty
+    distributions = header.get("distributions")
+    return header["modules"], memoryview(data)[head + size:], distributions if isinstance(distributions, dict) else None
+
+
 class _BundledLoader(importlib.machinery.SourceFileLoader):
     """Python's own source loader (resources, source, file names as usual) whose code comes from the bundle."""
 
@@ -136,28 +162,7 @@ class Bundle:
         self.stale: set[str] = set()
         self.distributions: dict[str, list[str]] | None = None   # importlib.metadata.packages_distributions()
         self.distributions_found = False   # built by this process: to be written
-        self._read()
-
-    def _read(self) -> None:
-        try:
-            with open(self.path, "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return
-        head = len(MAGIC) + 8
-        if not data.startswith(MAGIC) or len(data) < head:
-            return
-        size = int.from_bytes(data[len(MAGIC):head], "little")
-        try:
-            header = marshal.loads(data[head:head + size])
-        except (EOFError, ValueError, TypeError):
-            return
-        # a package installed or removed since: every module is found and recorded again
-        if isinstance(header, dict) and header.get("times") == self.times and isinstance(header.get("modules"), dict):
-            self.index = header["modules"]
-            self.blob = memoryview(data)[head + size:]
-            if isinstance(header.get("distributions"), dict):
-                self.distributions = header["distributions"]
+        self.index, self.blob, self.distributions = _load(path, self.times)
 
     # the meta path finder protocol
     def find_spec(self, fullname: str, path: Any = None, target: Any = None):
@@ -195,25 +200,22 @@ class Bundle:
             return False
         # what another process (the eval stage beside the trainer) wrote since this one read the file, and
         # what this one read, less what it found stale or recorded anew
-        on_disk = Bundle.__new__(Bundle)
-        on_disk.path, on_disk.times, on_disk.index, on_disk.blob = self.path, self.times, {}, memoryview(b"")
-        on_disk.distributions = None
-        on_disk._read()
+        disk_index, disk_blob, disk_distributions = _load(self.path, self.times)
         modules: dict[str, tuple] = {}
         chunks: list[bytes | memoryview] = []
         offset = 0
-        for source in (on_disk, self):
-            for name, (origin, is_package, mtime_ns, size, old_offset, length) in source.index.items():
+        for index, blob in ((disk_index, disk_blob), (self.index, self.blob)):
+            for name, (origin, is_package, mtime_ns, size, old_offset, length) in index.items():
                 if name in modules or name in self.recorded or name in self.stale:
                     continue
-                chunks.append(source.blob[old_offset:old_offset + length])
+                chunks.append(blob[old_offset:old_offset + length])
                 modules[name] = (origin, is_package, mtime_ns, size, offset, length)
                 offset += length
         for name, (origin, is_package, mtime_ns, size, code) in self.recorded.items():
             chunks.append(code)
             modules[name] = (origin, is_package, mtime_ns, size, offset, len(code))
             offset += len(code)
-        distributions = self.distributions if self.distributions is not None else on_disk.distributions
+        distributions = self.distributions if self.distributions is not None else disk_distributions
         header = marshal.dumps({"times": self.times, "modules": modules, "distributions": distributions})
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         tmp = f"{self.path}.{os.getpid()}.tmp"

@@ -3,9 +3,9 @@
 transformers, accelerate, peft and trl import an optional package at their own import whenever it is
 installed (`importlib.util.find_spec(name)` says so), whether the job uses it or not. In the train stage
 of the default LoRA job that is scikit-learn (with SciPy: for assisted generation), torchao (for models
-quantized with it), DeepSpeed (accelerate's `unwrap_model`) and, through DeepSpeed, MLflow, and W&B (trl
-asks at import) where the job does not track with them: ~1 400 of the
-~6 500 modules a train process loads, 3.7 s of its 20 s start-up on the H100 machine's file system
+quantized with it), DeepSpeed (accelerate's `unwrap_model`) and, through DeepSpeed, MLflow; W&B (trl asks
+at import) where the job does not track with it; bitsandbytes (peft asks) outside QLoRA and 8-bit: ~1 400 of the
+~6 500 modules a train process loaded, 3.7 s of its 20 s start-up on the H100 machine
 (bench/RESULTS.md §13). A stage started through runner.stages.boot, and the eval stage, hide the ones its
 config does not need from that availability check: `find_spec` answers None for them, as if they were not
 installed. An explicit `import` of a hidden package still works (importlib's own machinery does not ask
@@ -19,8 +19,10 @@ raises ImportError, exactly as if they were not installed, which every caller ha
 its torch code).
 
 SciPy (490 modules) is blocked too where scikit-learn is not needed: transformers asks before importing it and
-evaluate imports it in a `try`. W&B cannot be hidden or blocked (axolotl's callbacks `import wandb` at the top)
-but is used only by a job that tracks with it: elsewhere the import gives a module that loads on first use.
+evaluate imports it in a `try`. W&B and bitsandbytes cannot be blocked (axolotl imports them at the top of
+modules every job loads) but are used only by the jobs above: elsewhere, hidden as the others, their import
+gives a module that loads on first use (`defer`) — for bitsandbytes, whose ops wrap kernels in
+`torch.compile`, that also keeps torch's dynamo and NetworkX out of every LoRA job.
 
 RUNNER_IMPORT_ALL=1 turns this off.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import types
 from typing import Any, Callable
 
@@ -111,12 +114,9 @@ BLOCKED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "torchvision": _needs_torchvision,
     "scipy": _needs_sklearn,   # 490 modules; transformers asks first, evaluate's `from scipy.stats` is in a try
 }
-# imported by name at the top of a module whatever the config (axolotl's callbacks: `import wandb`), used
-# only when the job tracks with it: loaded on first use, so never where unused
-DEFERRED: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "wandb": _needs_wandb,
-    "bitsandbytes": _needs_bitsandbytes,   # axolotl's adapter loader: `import bitsandbytes as bnb`
-}
+# of NEEDED's, imported by name at the top of a module whatever the config (axolotl's callbacks: `import wandb`;
+# its adapter loader: `import bitsandbytes as bnb`): where unused, loaded on first use, so never
+DEFERRED = frozenset({"wandb", "bitsandbytes"})
 
 
 def _model_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +133,10 @@ def _quant_method(config: dict[str, Any]) -> str | None:
     return quantization.get("quant_method") if isinstance(quantization, dict) else None
 
 
+def _off() -> bool:
+    return os.environ.get(ENV_OFF, "").strip() not in ("", "0")
+
+
 def unused(config: dict[str, Any]) -> list[str]:
     """The optional packages this config does not need."""
     return [name for name, needed in NEEDED.items() if not needed(config)]
@@ -141,7 +145,7 @@ def unused(config: dict[str, Any]) -> list[str]:
 def hide(names: list[str]) -> list[str]:
     """Make `importlib.util.find_spec` answer None for these top-level packages in this process; returns
     what it hid now (nothing with RUNNER_IMPORT_ALL=1; not those hidden already)."""
-    if os.environ.get(ENV_OFF, "").strip() not in ("", "0") or not names:
+    if _off() or not names:
         return []
     current = importlib.util.find_spec
     hidden = getattr(current, "hidden", None)
@@ -178,9 +182,7 @@ class _Blocked:
 def block(names: list[str]) -> list[str]:
     """Make `import NAME` fail in this process for these top-level packages (and hide them from find_spec);
     returns what it blocked (nothing with RUNNER_IMPORT_ALL=1, or when some are imported already)."""
-    import sys
-
-    if os.environ.get(ENV_OFF, "").strip() not in ("", "0") or not names:
+    if _off() or not names:
         return []
     names = [n for n in names if n not in sys.modules]
     if not names or any(isinstance(f, _Blocked) for f in sys.meta_path):
@@ -197,8 +199,6 @@ class _Deferred(types.ModuleType):
     importlib.util.LazyLoader's modules would."""
 
     def __getattr__(self, name: str):
-        import sys
-
         self.__class__ = types.ModuleType   # one load, then an ordinary module
         spec = self.__spec__
         try:
@@ -213,9 +213,8 @@ def defer(names: list[str]) -> list[str]:
     """Make `import NAME` in this process give a module whose code runs when a name in it is first used;
     returns what it deferred (nothing with RUNNER_IMPORT_ALL=1; not those imported already)."""
     import importlib.machinery
-    import sys
 
-    if os.environ.get(ENV_OFF, "").strip() not in ("", "0"):
+    if _off():
         return []
     deferred = []
     for name in names:
@@ -230,5 +229,5 @@ def defer(names: list[str]) -> list[str]:
 
 def hide_unused(config: dict[str, Any]) -> list[str]:
     blocked = [name for name, needed in BLOCKED.items() if not needed(config)]
-    deferred = [name for name, needed in DEFERRED.items() if not needed(config)]
-    return sorted({*hide(unused(config) + blocked), *block(blocked), *defer(deferred)})
+    hidden = unused(config)
+    return sorted({*hide(hidden + blocked), *block(blocked), *defer([n for n in hidden if n in DEFERRED])})
