@@ -7,6 +7,7 @@ run_stage() inside each stage's Modal function, over the same run folder on a Vo
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -147,17 +148,35 @@ def _disk_shortfall(folder: RunFolder, config: dict[str, Any]) -> str | None:
             f"{free / GIB:.1f} GiB free under {folder.path.parent} ({(needed - free) / GIB:.1f} GiB short)")
 
 
+def process_started_at() -> float | None:
+    """When this process started (the kernel's record, to ~20 ms), where /proc tells; else None."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])   # field 22: start time, in ticks since boot
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return round(time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK"), 3)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_first_job = [True]   # the process's first job is timed from the process's start
+
+
 def _startup(folder: RunFolder, records: list[dict]) -> dict[str, Any]:
-    """Seconds from the attempt's start (its first stage) to the first optimizer step (the trainer logs every
-    step), and the train process's own part of that: imports, tokenising, loading the model."""
+    """Seconds from the runner's start (`python -m runner`, for the first job of its process) or else the
+    attempt's start (its first stage) to the first optimizer step (the trainer logs every step), and the
+    train process's own part of that: imports, tokenising, loading the model."""
     first = next((r["wall_s"] for r in records if isinstance(r.get("loss"), float) and "wall_s" in r), None)
     status = folder.status()
     train_started = status["stages"].get("train", {}).get("started_at")
     if first is None or train_started is None:
         return {}
     startup = {"train_process_s": first}
-    if status.get("started_at"):
-        startup["first_step_s"] = round(train_started + first - status["started_at"], 2)
+    start = status.get("process_started_at") or status.get("started_at")
+    if start:
+        startup["first_step_s"] = round(train_started + first - start, 2)
+        startup["from"] = "runner process" if status.get("process_started_at") else "run attempt"
     return {"startup": startup}
 
 
@@ -209,7 +228,10 @@ def run_stages(folder: RunFolder, stages: tuple[str, ...] = STAGES, env: dict[st
     that is not prepared yet, by the same code and into the same folder as its preprocess command): then
     the preprocess stage is folded into it, and the run pays one process start-up less."""
     config = folder.composed()
-    folder.set_state("running", started_at=round(time.time(), 3))   # this attempt's start: start-up is timed from it
+    # start-up is timed from the process's start for its first job, else from this attempt's start
+    process_start = process_started_at() if _first_job[0] else None
+    _first_job[0] = False
+    folder.set_state("running", started_at=round(time.time(), 3), process_started_at=process_start)
     standby: Standby | None = None
     tokenising = prepared.TokenisingLock(folder, label)
     try:

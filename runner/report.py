@@ -63,8 +63,9 @@ def run_summary(run_dir: Path, state: str, elapsed_s: float, metrics: dict[str, 
     startup = metrics.get("startup") or {}
     if startup.get("train_process_s") is not None:
         total = f"{startup['first_step_s']:.1f} s" if startup.get("first_step_s") is not None else "?"
-        lines.append(f"  {'start-up':<12}{total} to the first optimizer step ({startup['train_process_s']:.1f} s of it "
-                     "in the train stage: imports, data, model)")
+        since = {"runner process": " from the runner's start", "run attempt": " from the run's start"}.get(startup.get("from"), "")
+        lines.append(f"  {'start-up':<12}{total} to the first optimizer step{since} ({startup['train_process_s']:.1f} s "
+                     "of it in the train stage: imports, data, model)")
     for label, value in metrics.get("summary_lines", []):
         lines.append(f"  {label:<12}{value}")
     outputs = run_dir / "outputs"

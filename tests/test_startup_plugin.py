@@ -143,12 +143,14 @@ def test_packages_imported_without_asking_are_blocked_only_where_the_job_cannot_
         (folder / "config.json").write_text(json.dumps(config_json))
         return sorted(name for name, needed in BLOCKED.items() if not needed({"base_model": str(folder), **config}))
 
-    assert blocked({"model_type": "llama"}) == ["fla", "scipy", "torchvision"]     # a text model, attention only
-    assert blocked({"model_type": "qwen3_next"}) == ["scipy", "torchvision"]       # linear-attention layers: fla's
-    assert blocked({"model_type": "llava", "vision_config": {}}) == ["fla", "scipy"]   # images: torchvision's
-    assert blocked({"model_type": "llama"}, processor_type="AutoProcessor") == ["fla", "scipy"]
-    assert blocked({"model_type": "llama"}, do_bench_eval=True) == ["fla", "torchvision"]   # scikit-learn needs SciPy
-    assert sorted(n for n, needed in BLOCKED.items() if not needed({"base_model": "not/here"})) == ["scipy", "torchvision"]
+    assert blocked({"model_type": "llama"}) == ["fla", "scipy", "torchao", "torchvision"]   # a text model, attention only
+    assert blocked({"model_type": "qwen3_next"}) == ["scipy", "torchao", "torchvision"]   # linear-attention layers: fla's
+    assert blocked({"model_type": "llava", "vision_config": {}}) == ["fla", "scipy", "torchao"]   # images: torchvision's
+    assert blocked({"model_type": "llama"}, processor_type="AutoProcessor") == ["fla", "scipy", "torchao"]
+    assert blocked({"model_type": "llama"}, do_bench_eval=True) == ["fla", "torchao", "torchvision"]   # scikit-learn needs SciPy
+    assert blocked({"model_type": "llama"}, optimizer="ao_adamw_fp8") == ["fla", "scipy", "torchvision"]
+    assert blocked({"model_type": "llama", "quantization_config": {"quant_method": "torchao"}}) == ["fla", "scipy", "torchvision"]
+    assert sorted(n for n, needed in BLOCKED.items() if not needed({"base_model": "not/here"})) == ["scipy", "torchao", "torchvision"]
 
 
 def test_a_blocked_package_imports_as_if_not_installed_and_transformers_falls_back():

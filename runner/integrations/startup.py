@@ -38,20 +38,14 @@ from axolotl.integrations.base import BasePlugin
 LOG = logging.getLogger(__name__)
 
 
-def frame_source(stacklevel: int) -> str:
-    """torch._library.utils.get_source's "path:line" of the caller `stacklevel` frames up, from the frame
-    itself."""
-    frame = sys._getframe(stacklevel)
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
-
-
 def cheap_op_sources() -> bool:
+    """torch._library.utils.get_source from the frame (runner.stages.import_patches does it as torch loads
+    where runner.stages.boot started the process); False if that is done already."""
     import torch._library.utils as library_utils
 
-    if library_utils.get_source is frame_source:
-        return False
-    library_utils.get_source = frame_source
-    return True
+    from runner.stages import import_patches
+
+    return import_patches.cheap_op_sources(library_utils)
 
 
 def one_distribution_map() -> bool:

@@ -21,6 +21,8 @@ def stage_env(config: dict[str, Any], offline: bool = True) -> dict[str, str]:
         "HF_HUB_CACHE": str(Path(config["cache_dir"]) / "hub"),
         # the stages' imports from one bytecode file per environment (runner.stages.import_bundle); a user's 0 stays
         "RUNNER_IMPORT_BUNDLE": os.environ.get("RUNNER_IMPORT_BUNDLE") or str(Path(config["cache_dir"]) / "imports"),
+        # numba's compiled code (axolotl's sample packer: runner.stages.import_patches); a user's own folder stays
+        "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR") or str(Path(config["cache_dir"]) / "numba"),
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")) if p),

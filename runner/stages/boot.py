@@ -8,7 +8,8 @@ of the CPU default's start-up). The collector comes back on when axolotl registe
 plugin (runner.integrations.startup), which first freezes what the imports built out of later collections.
 It also hides the optional packages the job does not use from transformers' and accelerate's availability
 checks (runner.stages.unused_packages), so they are not imported at all, and serves the imports' bytecode
-from one file per environment (runner.stages.import_bundle). Otherwise the module runs exactly as
+from one file per environment (runner.stages.import_bundle), and patches work the imports do for nothing
+or again in every process (runner.stages.import_patches). Otherwise the module runs exactly as
 `python -m MODULE ARGS...` would.
 """
 
@@ -18,7 +19,7 @@ import gc
 import runpy
 import sys
 
-from runner.stages import import_bundle, unused_packages
+from runner.stages import import_bundle, import_patches, unused_packages
 
 STARTUP_PLUGIN = "runner.integrations.startup.StartupPlugin"
 
@@ -29,6 +30,7 @@ def main() -> None:
     module = sys.argv[1]
     sys.argv = [module, *sys.argv[2:]]
     import_bundle.install()   # before hide_unused: its blocking finder must answer first
+    import_patches.install()   # in front of both: it finds its modules through them
     config = _config(sys.argv[-1])
     plugins = config.get("plugins") or []
     if STARTUP_PLUGIN in (plugins if isinstance(plugins, list) else []):

@@ -18,7 +18,8 @@ namespace packages, frozen or built-in modules); a finder that must answer first
 blocked packages) is placed before this one.
 
 The same file keeps `importlib.metadata.packages_distributions()`, which transformers builds at import by
-checking that every installed file exists.
+checking that every installed file exists, and other values derived from installed files, each with the
+state of the files it was derived from (`Bundle.remember`; runner.stages.import_patches).
 
 A folder keeps the files of the 4 environments used last. RUNNER_IMPORT_BUNDLE=0 turns it off;
 RUNNER_IMPORT_BUNDLE=<folder> says where the files go (stage_env sets `<cache_dir>/imports`).
@@ -33,7 +34,7 @@ import importlib.util
 import marshal
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 ENV = "RUNNER_IMPORT_BUNDLE"
 MAGIC = b"RUNIMP1\n"   # + 8-byte index length, the index (marshal), then the code objects (marshal)
@@ -83,10 +84,10 @@ def _source_state(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _load(path: str, times: dict[str, int]) -> tuple[dict[str, tuple], memoryview, dict | None]:
-    """A bundle file's index, code and distribution map; empty where there is none, it is unreadable, or a
-    search-path folder changed since it was written (a package installed or removed)."""
-    empty: tuple[dict[str, tuple], memoryview, dict | None] = ({}, memoryview(b""), None)
+def _load(path: str, times: dict[str, int]) -> tuple[dict[str, tuple], memoryview, dict | None, dict[str, tuple]]:
+    """A bundle file's index, code, distribution map and derived values; empty where there is none, it is
+    unreadable, or a search-path folder changed since it was written (a package installed or removed)."""
+    empty: tuple[dict[str, tuple], memoryview, dict | None, dict[str, tuple]] = ({}, memoryview(b""), None, {})
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -102,8 +103,9 @@ def _load(path: str, times: dict[str, int]) -> tuple[dict[str, tuple], memoryvie
         return empty
     if not isinstance(header, dict) or header.get("times") != times or not isinstance(header.get("modules"), dict):
         return empty
-    distributions = header.get("distributions")
-    return header["modules"], memoryview(data)[head + size:], distributions if isinstance(distributions, dict) else None
+    distributions, derived = header.get("distributions"), header.get("derived")
+    return (header["modules"], memoryview(data)[head + size:], distributions if isinstance(distributions, dict) else None,
+            derived if isinstance(derived, dict) else {})
 
 
 class _BundledLoader(importlib.machinery.SourceFileLoader):
@@ -162,7 +164,9 @@ class Bundle:
         self.stale: set[str] = set()
         self.distributions: dict[str, list[str]] | None = None   # importlib.metadata.packages_distributions()
         self.distributions_found = False   # built by this process: to be written
-        self.index, self.blob, self.distributions = _load(path, self.times)
+        self.derived: dict[str, tuple] = {}   # key -> (state of the files it was derived from, marshalled value)
+        self.derived_found: set[str] = set()   # derived by this process: to be written
+        self.index, self.blob, self.distributions, self.derived = _load(path, self.times)
 
     # the meta path finder protocol
     def find_spec(self, fullname: str, path: Any = None, target: Any = None):
@@ -194,13 +198,30 @@ class Bundle:
     def record(self, fullname: str, origin: str, is_package: bool, state: tuple[int, int], code: bytes) -> None:
         self.recorded[fullname] = (origin, is_package, *state, code)
 
+    def remember(self, key: str, state: Any, derive: Callable[[], Any]) -> Any:
+        """The value `derive()` gives, kept under `key` with `state` (what it was derived from, e.g. files'
+        times and sizes): read back while the state is the same, derived again (and kept) when it is not."""
+        kept = self.derived.get(key)
+        if kept is not None and kept[0] == state:
+            try:
+                return marshal.loads(kept[1])
+            except (EOFError, ValueError, TypeError):
+                pass
+        value = derive()
+        try:
+            self.derived[key] = (state, marshal.dumps(value))
+        except ValueError:   # not marshallable: not kept
+            return value
+        self.derived_found.add(key)
+        return value
+
     def write(self) -> bool:
         """Write the served and recorded modules to the bundle file (atomically); False if nothing new."""
-        if not self.recorded and not self.stale and not self.distributions_found:
+        if not self.recorded and not self.stale and not self.distributions_found and not self.derived_found:
             return False
         # what another process (the eval stage beside the trainer) wrote since this one read the file, and
         # what this one read, less what it found stale or recorded anew
-        disk_index, disk_blob, disk_distributions = _load(self.path, self.times)
+        disk_index, disk_blob, disk_distributions, disk_derived = _load(self.path, self.times)
         modules: dict[str, tuple] = {}
         chunks: list[bytes | memoryview] = []
         offset = 0
@@ -216,7 +237,9 @@ class Bundle:
             modules[name] = (origin, is_package, mtime_ns, size, offset, len(code))
             offset += len(code)
         distributions = self.distributions if self.distributions is not None else disk_distributions
-        header = marshal.dumps({"times": self.times, "modules": modules, "distributions": distributions})
+        derived = {**disk_derived, **{key: self.derived[key] for key in self.derived_found}}
+        header = marshal.dumps({"times": self.times, "modules": modules, "distributions": distributions,
+                                "derived": derived})
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
@@ -252,6 +275,11 @@ def _prune(folder: str, keep: int = KEEP) -> list[str]:
     return removed
 
 
+def installed() -> Bundle | None:
+    """This process's bundle, if one is installed."""
+    return next((finder for finder in sys.meta_path if isinstance(finder, Bundle)), None)
+
+
 def install(folder: str | None = None) -> Bundle | None:
     """Serve this process's imports from its environment's bundle in `folder` (or RUNNER_IMPORT_BUNDLE),
     recording what it lacks, written at exit; None where RUNNER_IMPORT_BUNDLE=0 or no folder is given."""
@@ -259,7 +287,7 @@ def install(folder: str | None = None) -> Bundle | None:
     if setting == "0":
         return None
     folder = setting or folder
-    if not folder or any(isinstance(finder, Bundle) for finder in sys.meta_path):
+    if not folder or installed() is not None:
         return None
     bundle = Bundle(bundle_path(folder))
     if bundle.index:

@@ -9,8 +9,14 @@ from typing import Any
 from runner.stages import python_module
 
 
-def command(run_dir: Path, config: dict[str, Any]) -> list[str]:
+def command(run_dir: Path, config: dict[str, Any]) -> list[str] | None:
+    if _local_folder(config):   # nothing to fetch or build: no process to start (0.3 s before the train stage)
+        return None
     return python_module("runner.stages.prepare", str(run_dir))
+
+
+def _local_folder(config: dict[str, Any]) -> bool:
+    return config["model_spec"].get("build") != "tiny" and Path(config["base_model"]).expanduser().is_dir()
 
 
 def prepare(config: dict[str, Any]) -> str:
@@ -21,7 +27,7 @@ def prepare(config: dict[str, Any]) -> str:
         path = tiny.build(Path(base_model), spec)
         print(f"tiny model ready at {path}")
         return str(path)
-    if Path(base_model).expanduser().is_dir():
+    if _local_folder(config):
         print(f"base model is a local folder: {base_model}")
         return base_model
     from runner.models import hub

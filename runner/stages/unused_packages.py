@@ -19,7 +19,9 @@ raises ImportError, exactly as if they were not installed, which every caller ha
 its torch code).
 
 SciPy (490 modules) is blocked too where scikit-learn is not needed: transformers asks before importing it and
-evaluate imports it in a `try`. W&B and bitsandbytes cannot be blocked (axolotl imports them at the top of
+evaluate imports it in a `try`; and torchao where the job does not use it: axolotl's patch of its optimizer
+states imports it in a `try` before every model load (100 modules, 0.3 s), its other imports are in the
+code paths of the settings that need it. W&B and bitsandbytes cannot be blocked (axolotl imports them at the top of
 modules every job loads) but are used only by the jobs above: elsewhere, hidden as the others, their import
 gives a module that loads on first use (`defer`) — for bitsandbytes, whose ops wrap kernels in
 `torch.compile`, that also keeps torch's dynamo and NetworkX out of every LoRA job.
@@ -51,7 +53,7 @@ def _needs_torchao(config: dict[str, Any]) -> bool:
     optimizer = str(config.get("optimizer") or "")
     return (_truthy(config, "fp8", "fp8_config", "qat", "quantization")
             or config.get("attn_implementation") == "fp8"
-            or any(part in optimizer for part in ("ao_", "torchao", "4bit", "8bit", "fp8"))
+            or any(part in optimizer for part in ("ao_", "torchao", "4bit", "8bit", "fp8", "sinkgd"))
             or _quant_method(config) == "torchao")
 
 
@@ -113,6 +115,7 @@ BLOCKED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "fla": _needs_fla,
     "torchvision": _needs_torchvision,
     "scipy": _needs_sklearn,   # 490 modules; transformers asks first, evaluate's `from scipy.stats` is in a try
+    "torchao": _needs_torchao,   # axolotl's optimizer-state patch imports it in a try: 100 modules
 }
 # of NEEDED's, imported by name at the top of a module whatever the config (axolotl's callbacks: `import wandb`;
 # its adapter loader: `import bitsandbytes as bnb`): where unused, loaded on first use, so never
