@@ -62,7 +62,7 @@ def test_the_first_process_records_and_the_next_imports_the_same_modules_from_th
     for key in ("value", "file", "package_path", "data", "source", "distributions"):
         assert second[key] == first[key], key   # the module as Python itself would give it
     assert second["file"] == str(site / "pkg" / "sub.py") and second["value"] == 1
-    assert second["distributions"] == ["pytest"]   # packages_distributions() kept in the same file
+    assert second["distributions"] == ["pytest"]
 
 
 def test_an_edited_source_is_imported_as_usual_and_recorded_again(site, tmp_path):

@@ -35,7 +35,10 @@ TRANSFORMERS = """
     kept = [k for k in bundle.derived if k.endswith("models models")]
     stored = marshal.loads(bundle.derived[kept[0]][1]) if kept else None   # as written to the file (transformers adds to what it gets)
     fresh = import_utils.define_import_structure.__wrapped__(models, prefix="models")   # transformers' own, anew
+    import importlib.metadata
     print(json.dumps({"applied": sorted(patches.applied), "same": stored == fresh, "kept": kept,
+                      "map": "importlib.metadata.packages_distributions" in bundle.derived,
+                      "torch": importlib.metadata.packages_distributions().get("torch"),
                       "derived_now": len(bundle.derived_found), "llama": "LlamaForCausalLM" in dir(transformers),
                       "as_is": auto_docstring.auto_docstring(modeling_llama.LlamaModel) is modeling_llama.LlamaModel,
                       "doc": modeling_llama.LlamaForCausalLM.forward.__doc__ or ""}))
@@ -44,11 +47,13 @@ TRANSFORMERS = """
 
 def test_transformers_import_structure_is_kept_and_docstrings_are_left_as_written(tmp_path):
     first = run_python(TRANSFORMERS, tmp_path, RUNNER_IMPORT_BUNDLE=str(tmp_path / "bundles"))
-    assert {"transformers.utils.auto_docstring", "transformers.utils.import_utils"} <= set(first["applied"])
+    assert {"transformers.utils.auto_docstring", "transformers.utils.import_utils", "importlib.metadata"} <= set(first["applied"])
+    assert first["map"] and first["torch"] == ["torch"]   # transformers' distribution map, kept in the same file
     assert first["same"] and first["llama"] and first["as_is"] and len(first["kept"]) == 1 and first["derived_now"] >= 1
     assert "Args:" not in first["doc"]   # the decorator no longer writes the argument table
     second = run_python(TRANSFORMERS, tmp_path, RUNNER_IMPORT_BUNDLE=str(tmp_path / "bundles"))
     assert second["same"] and second["derived_now"] == 0   # read back from the file, equal to what transformers builds
+    assert second["torch"] == ["torch"]
     off = run_python(TRANSFORMERS.replace("patches.applied", "[] if patches is None else patches.applied"), tmp_path,
                      RUNNER_IMPORT_BUNDLE=str(tmp_path / "off"), RUNNER_IMPORT_PATCHES="0")
     assert off["applied"] == [] and "Args:" in off["doc"]

@@ -17,9 +17,9 @@ afresh. Only modules that Python's own path finder would load from a `.py` file 
 namespace packages, frozen or built-in modules); a finder that must answer first (runner.stages.unused_packages'
 blocked packages) is placed before this one.
 
-The same file keeps `importlib.metadata.packages_distributions()`, which transformers builds at import by
-checking that every installed file exists, and other values derived from installed files, each with the
-state of the files it was derived from (`Bundle.remember`; runner.stages.import_patches).
+The same file keeps values derived from installed files, each with the state of the files it was derived
+from (`Bundle.remember`; runner.stages.import_patches keeps transformers' import structure and
+`importlib.metadata.packages_distributions()` there).
 
 A folder keeps the files of the 4 environments used last. RUNNER_IMPORT_BUNDLE=0 turns it off;
 RUNNER_IMPORT_BUNDLE=<folder> says where the files go (stage_env sets `<cache_dir>/imports`).
@@ -84,10 +84,10 @@ def _source_state(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _load(path: str, times: dict[str, int]) -> tuple[dict[str, tuple], memoryview, dict | None, dict[str, tuple]]:
-    """A bundle file's index, code, distribution map and derived values; empty where there is none, it is
-    unreadable, or a search-path folder changed since it was written (a package installed or removed)."""
-    empty: tuple[dict[str, tuple], memoryview, dict | None, dict[str, tuple]] = ({}, memoryview(b""), None, {})
+def _load(path: str, times: dict[str, int]) -> tuple[dict[str, tuple], memoryview, dict[str, tuple]]:
+    """A bundle file's index, code and derived values; empty where there is none, it is unreadable, or a
+    search-path folder changed since it was written (a package installed or removed)."""
+    empty: tuple[dict[str, tuple], memoryview, dict[str, tuple]] = ({}, memoryview(b""), {})
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -103,9 +103,8 @@ def _load(path: str, times: dict[str, int]) -> tuple[dict[str, tuple], memoryvie
         return empty
     if not isinstance(header, dict) or header.get("times") != times or not isinstance(header.get("modules"), dict):
         return empty
-    distributions, derived = header.get("distributions"), header.get("derived")
-    return (header["modules"], memoryview(data)[head + size:], distributions if isinstance(distributions, dict) else None,
-            derived if isinstance(derived, dict) else {})
+    derived = header.get("derived")
+    return header["modules"], memoryview(data)[head + size:], derived if isinstance(derived, dict) else {}
 
 
 class _BundledLoader(importlib.machinery.SourceFileLoader):
@@ -162,11 +161,9 @@ class Bundle:
         self.served = 0
         self.recorded: dict[str, tuple] = {}   # name -> (origin, is_package, mtime_ns, size, code bytes)
         self.stale: set[str] = set()
-        self.distributions: dict[str, list[str]] | None = None   # importlib.metadata.packages_distributions()
-        self.distributions_found = False   # built by this process: to be written
         self.derived: dict[str, tuple] = {}   # key -> (state of the files it was derived from, marshalled value)
         self.derived_found: set[str] = set()   # derived by this process: to be written
-        self.index, self.blob, self.distributions, self.derived = _load(path, self.times)
+        self.index, self.blob, self.derived = _load(path, self.times)
 
     # the meta path finder protocol
     def find_spec(self, fullname: str, path: Any = None, target: Any = None):
@@ -217,11 +214,11 @@ class Bundle:
 
     def write(self) -> bool:
         """Write the served and recorded modules to the bundle file (atomically); False if nothing new."""
-        if not self.recorded and not self.stale and not self.distributions_found and not self.derived_found:
+        if not self.recorded and not self.stale and not self.derived_found:
             return False
         # what another process (the eval stage beside the trainer) wrote since this one read the file, and
         # what this one read, less what it found stale or recorded anew
-        disk_index, disk_blob, disk_distributions, disk_derived = _load(self.path, self.times)
+        disk_index, disk_blob, disk_derived = _load(self.path, self.times)
         modules: dict[str, tuple] = {}
         chunks: list[bytes | memoryview] = []
         offset = 0
@@ -236,10 +233,8 @@ class Bundle:
             chunks.append(code)
             modules[name] = (origin, is_package, mtime_ns, size, offset, len(code))
             offset += len(code)
-        distributions = self.distributions if self.distributions is not None else disk_distributions
         derived = {**disk_derived, **{key: self.derived[key] for key in self.derived_found}}
-        header = marshal.dumps({"times": self.times, "modules": modules, "distributions": distributions,
-                                "derived": derived})
+        header = marshal.dumps({"times": self.times, "modules": modules, "derived": derived})
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
@@ -296,25 +291,5 @@ def install(folder: str | None = None) -> Bundle | None:
         except OSError:
             pass
     sys.meta_path.insert(0, bundle)
-    _share_distributions(bundle)
     atexit.register(bundle.write)
     return bundle
-
-
-def _share_distributions(bundle: Bundle) -> None:
-    """importlib.metadata.packages_distributions() from the bundle. transformers builds it at import by reading
-    every installed distribution's file list and checking that each file exists (torch alone lists ~15 000):
-    1.6 s of an H100 train stage's start-up. It depends only on what is installed, as the bundle does."""
-    import functools
-    import importlib.metadata
-
-    original = importlib.metadata.packages_distributions
-
-    @functools.wraps(original)
-    def packages_distributions():
-        if bundle.distributions is None:
-            bundle.distributions = {name: list(dists) for name, dists in original().items()}
-            bundle.distributions_found = True
-        return {name: list(dists) for name, dists in bundle.distributions.items()}   # the caller's own copy
-
-    importlib.metadata.packages_distributions = packages_distributions
