@@ -9,7 +9,8 @@ the trainer's own imports (peft, bitsandbytes, trl, datasets), which is where th
 2. Custom-op registration without a source lookup. Every `torch.library` fake-kernel registration records
    its caller with `inspect.getframeinfo`, which finds the caller's module among all loaded ones and reads
    its source file (bitsandbytes, axolotl and Liger register ~150 ops): the same "file:line" is read off
-   the frame.
+   the frame. runner.stages.import_patches does this as torch loads in the processes runner.stages.boot
+   starts; here it covers a process started otherwise (axolotl run by hand with these plugins).
 3. Full garbage collections that walk only what start-up built. Python's collector walks every tracked
    object on each full collection; importing torch, transformers, peft and axolotl leaves ~700 000, and a
    train stage ran 13 full collections before its first step (9 triggered by the imports' allocations,
