@@ -29,16 +29,22 @@ def main() -> None:
         sys.exit("usage: python -m runner.stages.boot MODULE [ARGS...]")
     module = sys.argv[1]
     sys.argv = [module, *sys.argv[2:]]
-    import_bundle.install()   # before hide_unused: its blocking finder must answer first
-    import_patches.install()   # in front of both: it finds its modules through them
     config = _config(sys.argv[-1])
     plugins = config.get("plugins") or []
     if STARTUP_PLUGIN in (plugins if isinstance(plugins, list) else []):
         gc.disable()   # the plugin turns the collector back on; a config without it keeps it on
-    if hidden := unused_packages.hide_unused(config):
+    if hidden := prepare_imports(config):
         print(f"start-up: not importing {', '.join(hidden)} (this job does not use them; "
               f"{unused_packages.ENV_OFF}=1 imports them)", file=sys.stderr, flush=True)
     runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def prepare_imports(config: dict) -> list[str]:
+    """A stage process's imports, before its first heavy one: served from the bytecode file, patched as they
+    load, the unused packages kept out (what it hid)."""
+    import_bundle.install()   # before hide_unused: its blocking finder must answer first
+    import_patches.install()   # in front of both: it finds its modules through them
+    return unused_packages.hide_unused(config)
 
 
 def _config(config_file: str) -> dict:

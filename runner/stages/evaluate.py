@@ -31,7 +31,7 @@ from runner.evals.heldout import HeldOut, Loaded
 from runner.evals.summary import base_to_tuned, summary_lines
 from runner.evals.settings import EvalSettings
 from runner.records import write_text
-from runner.stages import import_bundle, import_patches, python_module, unused_packages
+from runner.stages import boot, python_module
 
 
 
@@ -268,9 +268,7 @@ def main(run_dir: str, *flags: str, hide_unused: bool = False) -> int:
     folder = RunFolder(Path(run_dir))
     config = folder.composed()
     if hide_unused:   # the stage's own process only: the patches are process-wide
-        import_bundle.install()
-        import_patches.install()
-        unused_packages.hide_unused(config)   # before torch and transformers are imported
+        boot.prepare_imports(config)   # before torch and transformers are imported
     try:
         evaluation = Evaluation(folder.path, config)
         if "--standby" in flags:
